@@ -1,0 +1,70 @@
+"""Command line: ``python -m srvp <command>`` (also installed as ``srvp``).
+
+Each command lives in its own module and registers itself here.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Dict, List, Optional
+
+from .config import PRESETS
+
+
+def _cmd_presets(args: argparse.Namespace) -> int:
+    from .model import SRVP
+
+    names = [args.name] if args.name else list(PRESETS)
+    for name in names:
+        if name not in PRESETS:
+            print(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}",
+                  file=sys.stderr)
+            return 2
+        cfg = PRESETS[name]
+        n = sum(p.numel() for p in SRVP(cfg).parameters())
+        print(f"{name:8s} {cfg.archi:5s} nc={cfg.nc} ny={cfg.ny} nz={cfg.nz} "
+              f"nf={cfg.nf} skipco={cfg.skipco} dt=1/{cfg.n_euler_steps} "
+              f"obs_scale={cfg.obs_scale} batch={cfg.batch_size} "
+              f"iters={cfg.n_iter:,} params={n:,}")
+        if args.name:
+            for key, value in cfg.to_dict().items():
+                print(f"  {key} = {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="srvp",
+        description="Stochastic Latent Residual Video Prediction (ICML 2020): "
+                    "data, training, evaluation.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("presets", help="list the paper's presets and their sizes",
+                       description="Print each preset's main hyperparameters and "
+                                   "parameter count, or every field of one preset.")
+    p.add_argument("name", nargs="?", help="show every field of this preset")
+    p.set_defaults(func=_cmd_presets)
+    for command, module in _COMMAND_MODULES.items():
+        try:
+            mod = __import__(f"srvp.{module}", fromlist=["register"])
+        except ImportError as err:  # optional dependency missing
+            sub.add_parser(command, help=f"(unavailable: {err})")
+            continue
+        mod.register(sub)
+    return parser
+
+
+# Modules that add commands: each defines ``register(subparsers)``.
+_COMMAND_MODULES: Dict[str, str] = {"data": "data.cli", "train": "train_cli"}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

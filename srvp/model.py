@@ -1,0 +1,327 @@
+"""The SRVP model: inference, learned prior, residual dynamics (book ch. 3 and 4).
+
+Tensors are time first, as in the official code: videos are (T, B, C, H, W) with
+values in [0, 1], latent sequences (T, B, n). The paper's y_1 is ``y[0]`` here.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, NamedTuple, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import Config
+from .nets import MLP, init_encdec_, init_orthogonal_, make_decoder, make_encoder
+
+Skips = Optional[List[torch.Tensor]]
+
+
+class Output(NamedTuple):
+    """What :meth:`SRVP.forward` returns (shapes for ``T`` frames, ``K`` sub-steps).
+
+    ``x_hat`` (T', B, C, H, W) decoded frames and ``y`` (T', B, ny) states, with
+    T' = T, or (T - 1) K + 1 with intermediate states; ``z`` (T - 1, B, nz);
+    ``w`` (B, nh_inf); ``q_y0_params`` (B, 2 ny); ``q_z_params`` (T_obs - 1, B,
+    2 nz) for the observed transitions; ``p_z_params`` (T - 1, B, 2 nz);
+    ``res`` ((T - 1) K, B, ny) every residual dt * f(y, z).
+    """
+
+    x_hat: torch.Tensor
+    y: torch.Tensor
+    z: torch.Tensor
+    w: torch.Tensor
+    q_y0_params: torch.Tensor
+    q_z_params: Optional[torch.Tensor]
+    p_z_params: torch.Tensor
+    res: torch.Tensor
+
+
+def normal_scale(raw: torch.Tensor) -> torch.Tensor:
+    """Standard deviation from a raw parameter: softplus(raw) + 1e-8."""
+    return F.softplus(raw) + 1e-8
+
+
+def rsample_normal(params: torch.Tensor) -> torch.Tensor:
+    """Reparameterised sample of N(loc, scale) from ``params = [loc, raw_scale]``."""
+    loc, raw = params.chunk(2, -1)
+    return loc + normal_scale(raw) * torch.randn_like(loc)
+
+
+def euler_substeps(dt: float) -> int:
+    """Number of Euler sub-steps per frame interval, ``K = 1 / dt``."""
+    k = round(1.0 / dt)
+    if k < 1 or not math.isclose(k * dt, 1.0, rel_tol=1e-6):
+        raise ValueError(f"dt={dt}: the Euler step must be 1/K for an integer K >= 1")
+    return k
+
+
+class SRVP(nn.Module):
+    """Stochastic Latent Residual Video Prediction (Franceschi et al., 2020).
+
+    Parameters
+    ----------
+    cfg : Config
+        Architecture and sizes (``archi, nc, nf, nhx, ny, nz, skipco, nt_inf,
+        nh_inf, nlayers_inf, nh_res, nlayers_res, res_gain``).
+
+    Submodules keep the official names, so official state dicts load strictly.
+    """
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.ny, self.nz, self.nhx, self.nh_inf = cfg.ny, cfg.nz, cfg.nhx, cfg.nh_inf
+        self.nt_inf, self.skipco = cfg.nt_inf, cfg.skipco
+        # Frames <-> vectors
+        self.encoder = make_encoder(cfg.archi, cfg.nc, cfg.nhx, cfg.nf)
+        self.decoder = make_decoder(cfg.archi, cfg.nc, cfg.nh_inf + cfg.ny, cfg.nf,
+                                    cfg.skipco)
+        # Content variable w: permutation-invariant over frame codes
+        self.w_proj = nn.Sequential(nn.Linear(cfg.nhx, cfg.nh_inf), nn.ReLU(True))
+        self.w_inf = nn.Sequential(nn.Linear(cfg.nh_inf, cfg.nh_inf), nn.Tanh())
+        # q(y_1 | x_1:k), q(z_t | x_1:t), p(z_t+1 | y_t), and the residual f
+        self.q_y = MLP(cfg.nhx * cfg.nt_inf, cfg.nh_inf, 2 * cfg.ny, cfg.nlayers_inf)
+        self.inf_z = nn.LSTM(cfg.nhx, cfg.nh_inf, 1)
+        self.q_z = nn.Linear(cfg.nh_inf, 2 * cfg.nz)
+        self.p_z = MLP(cfg.ny, cfg.nh_res, 2 * cfg.nz, cfg.nlayers_res)
+        self.dynamics = MLP(cfg.ny + cfg.nz, cfg.nh_res, cfg.ny, cfg.nlayers_res)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Official initialisation: N(0, 0.02) for the convolutional networks,
+        orthogonal with gain ``res_gain`` for the residual MLP, PyTorch's default
+        elsewhere."""
+        init_encdec_(self.encoder)
+        init_encdec_(self.decoder)
+        init_orthogonal_(self.dynamics, self.cfg.res_gain)
+
+    # ------------------------------------------------------------ frames
+    def encode(self, x: torch.Tensor) -> Tuple[torch.Tensor, Skips]:
+        """Encode frames (T, B, C, H, W) into codes ``hx`` (T, B, nhx).
+
+        Skip connections come from one random frame per video in training mode
+        and from the last frame in evaluation mode (``None`` without skips).
+        """
+        nt, bsz = x.shape[:2]
+        hx, feats = self.encoder(x.reshape(nt * bsz, *x.shape[2:]))
+        if not self.skipco:
+            return hx.view(nt, bsz, -1), None
+        if self.training:
+            t = torch.randint(nt, (bsz,), device=x.device)
+            idx = torch.arange(bsz, device=x.device)
+            skips = [f.view(nt, bsz, *f.shape[1:])[t, idx] for f in feats]
+        else:
+            skips = [f.view(nt, bsz, *f.shape[1:])[-1] for f in feats]
+        return hx.view(nt, bsz, -1), skips
+
+    def decode(self, w: torch.Tensor, y: torch.Tensor, skips: Skips) -> torch.Tensor:
+        """Decode states ``y`` (T, B, ny) with content ``w`` (B, nh_inf) into
+        frames (T, B, C, H, W); the same skips serve every time step."""
+        nt, bsz = y.shape[:2]
+        h = torch.cat([w.expand(nt, *w.shape), y], -1).view(nt * bsz, -1)
+        if skips is not None:
+            skips = [s.expand(nt, *s.shape).reshape(nt * bsz, *s.shape[1:])
+                     for s in skips]
+        x_hat = self.decoder(h, skips)
+        return x_hat.view(nt, bsz, *x_hat.shape[1:])
+
+    # --------------------------------------------------------- inference
+    def infer_w(self, hx: torch.Tensor) -> torch.Tensor:
+        """Content w (B, nh_inf) from ``nt_inf`` codes: random frames of the clip
+        in training, the last ones in evaluation."""
+        nt, bsz = hx.shape[:2]
+        if self.training:
+            # nt_inf distinct random frames per video, drawn in one batched op
+            t = torch.rand(nt, bsz, device=hx.device).argsort(0)[: self.nt_inf]
+            h = hx[t, torch.arange(bsz, device=hx.device)]
+        else:
+            h = hx[-self.nt_inf:]
+        return self.w_inf(self.w_proj(h).sum(0))
+
+    def infer_y(self, hx: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Sample y_1 (B, ny) from q(y_1 | x_1:k), given the first k codes
+        (k, B, nhx) concatenated; also return its parameters (B, 2 ny)."""
+        if hx.shape[0] != self.nt_inf:
+            raise ValueError(f"infer_y needs exactly nt_inf={self.nt_inf} codes, "
+                             f"got {hx.shape[0]}")
+        params = self.q_y(hx.transpose(0, 1).reshape(hx.shape[1], -1))
+        return rsample_normal(params), params
+
+    def _residual_step(self, y_t: torch.Tensor, z_tp1: torch.Tensor,
+                       dt: float) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One Euler step y_t+dt = y_t + dt f(y_t, z_t+1) (book ch. 4, Eq. 3).
+
+        Returns the new state and the residual ``dt * f(y_t, z_t+1)``.
+        """
+        res = dt * self.dynamics(torch.cat([y_t, z_tp1], -1))
+        return y_t + res, res
+
+    def generate(self, y1: torch.Tensor, hx: Optional[torch.Tensor], nt: int,
+                 dt: float, intermediate: bool = False):
+        """Integrate the latent ODE from ``y1`` over ``nt - 1`` frame intervals.
+
+        Interval t -> t+1 draws one z_t+1, from q(z | x_1:t+1) while codes ``hx``
+        (T_obs, B, nhx) are available and from the prior p(z | y_t) after, then
+        makes ``K = 1/dt`` Euler sub-steps that share it.
+
+        Returns ``(y, z, q_z_params, p_z_params, res)``: states at integer times
+        (nt, B, ny) or every sub-step ((nt - 1) K + 1, B, ny) if ``intermediate``;
+        z (nt - 1, B, nz); posterior parameters of the observed transitions (or
+        None); prior parameters (nt - 1, B, 2 nz); residuals ((nt - 1) K, B, ny).
+        """
+        k = euler_substeps(dt)
+        h_z = self.inf_z(hx)[0] if hx is not None and len(hx) > 1 else None
+        n_obs = 0 if h_z is None else len(h_z)
+        y, ys, zs, q_params, p_params, res = y1, [y1], [], [], [], []
+        for t in range(nt - 1):
+            p_params.append(self.p_z(y))
+            if t + 1 < n_obs:
+                q_params.append(self.q_z(h_z[t + 1]))
+                z = rsample_normal(q_params[-1])
+            elif self.training:
+                raise ValueError("training needs observed frames for every step")
+            else:
+                z = rsample_normal(p_params[-1])
+            zs.append(z)
+            for j in range(k):
+                y, r = self._residual_step(y, z, dt)
+                res.append(r)
+                if intermediate or j == k - 1:
+                    ys.append(y)
+        stack = lambda v: torch.stack(v) if v else None  # noqa: E731
+        return (torch.stack(ys), stack(zs), stack(q_params), stack(p_params),
+                stack(res))
+
+    def forward(self, x: torch.Tensor, nt: Optional[int] = None,
+                dt: Optional[float] = None, intermediate: bool = False) -> Output:
+        """Infer, integrate and decode: the path of training (book ch. 5).
+
+        Parameters
+        ----------
+        x : Tensor (T, B, C, H, W) in [0, 1].
+        nt : frames to produce (default T); beyond T the prior drives z
+            (evaluation mode only).
+        dt : Euler step (default ``1 / cfg.n_euler_steps``).
+        intermediate : also decode the states between integer times.
+        """
+        check_video(x, self.cfg, min_frames=self.nt_inf)
+        nt = x.shape[0] if nt is None else nt
+        dt = self.cfg.dt if dt is None else dt
+        hx, skips = self.encode(x)
+        w = self.infer_w(hx)
+        y1, q_y0 = self.infer_y(hx[: self.nt_inf])
+        y, z, q_z, p_z, res = self.generate(y1, hx, nt, dt, intermediate)
+        return Output(self.decode(w, y, skips), y, z, w, q_y0, q_z, p_z, res)
+
+    # ------------------------------------------------------- prediction
+    @torch.no_grad()
+    def predict(self, x_cond: torch.Tensor, nt_pred: int, n_samples: int = 1,
+                dt: Optional[float] = None, intermediate: bool = False,
+                chunk_size: int = 256) -> torch.Tensor:
+        """Sample ``n_samples`` futures of ``nt_pred`` frames (book ch. 6).
+
+        The conditioning frames are encoded once; every sample redraws y_1 and
+        the posterior z of the conditioning frames, then the prior z of the
+        future, exactly as the official test loop, but all samples of a chunk
+        run as one batch and only the predicted frames are decoded.
+
+        Parameters
+        ----------
+        x_cond : Tensor (T_cond, B, C, H, W) in [0, 1], T_cond >= nt_inf.
+        nt_pred : number of future frames.
+        n_samples : futures per video.
+        dt : Euler step (default: the training step); any 1/K works.
+        intermediate : also return the K - 1 frames between two integer times.
+        chunk_size : largest number of videos x samples decoded at once.
+
+        Returns
+        -------
+        Tensor (n_samples, T_out, B, C, H, W) in [0, 1], T_out = nt_pred, or
+        nt_pred K with ``intermediate``.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            check_video(x_cond, self.cfg, min_frames=self.nt_inf)
+            dt = self.cfg.dt if dt is None else dt
+            ctx = self._condition(x_cond)
+            bsz = x_cond.shape[1]
+            per_chunk = max(1, chunk_size // bsz)
+            out = [self._sample(ctx, min(per_chunk, n_samples - s), x_cond.shape[0],
+                                nt_pred, dt, intermediate)
+                   for s in range(0, n_samples, per_chunk)]
+            return torch.cat(out, 0)
+        finally:
+            self.train(was_training)
+
+    def _condition(self, x_cond: torch.Tensor):
+        """Everything the samples share: codes, LSTM states, q(y_1), w, skips."""
+        hx, skips = self.encode(x_cond)
+        h_z = self.inf_z(hx)[0] if len(hx) > 1 else None
+        q_y0 = self.q_y(hx[: self.nt_inf].transpose(0, 1).reshape(hx.shape[1], -1))
+        return h_z, q_y0, self.infer_w(hx), skips
+
+    def _sample(self, ctx, n: int, nt_cond: int, nt_pred: int, dt: float,
+                intermediate: bool) -> torch.Tensor:
+        h_z, q_y0, w, skips = ctx
+        rep = lambda v: v.repeat(n, *[1] * (v.dim() - 1))  # noqa: E731
+        y = rsample_normal(rep(q_y0))  # (n B, ny): sample-major batch
+        k = euler_substeps(dt)
+        for t in range(nt_cond - 1):  # posterior through the conditioning frames
+            z = rsample_normal(rep(self.q_z(h_z[t + 1])))
+            for _ in range(k):
+                y = self._residual_step(y, z, dt)[0]
+        ys = self.generate(y, None, nt_pred + 1, dt, intermediate)[0][1:]
+        skips = None if skips is None else [rep(s) for s in skips]
+        x = self.decode(rep(w), ys, skips).clamp_(0, 1)
+        return x.view(x.shape[0], n, -1, *x.shape[2:]).transpose(0, 1)
+
+    # ------------------------------------------------------ content swap
+    @torch.no_grad()
+    def swap_content(self, x_dynamics: torch.Tensor,
+                     x_content: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Decode the dynamics of one video with the content of another.
+
+        States y are inferred from all frames of ``x_dynamics`` (T, B, ...); the
+        content w (and the skip connections) from the last frames of
+        ``x_content`` (T', B, ...). Returns frames (T, B, C, H, W) and the
+        states y (T, B, ny), which do not depend on ``x_content``.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            check_video(x_dynamics, self.cfg, min_frames=self.nt_inf)
+            check_video(x_content, self.cfg, min_frames=self.nt_inf)
+            if x_dynamics.shape[1] != x_content.shape[1]:
+                raise ValueError("x_dynamics and x_content need the same batch size")
+            hx, _ = self.encode(x_dynamics)
+            y1, _ = self.infer_y(hx[: self.nt_inf])
+            y = self.generate(y1, hx, len(hx), self.cfg.dt)[0]
+            hx_c, skips_c = self.encode(x_content)
+            return self.decode(self.infer_w(hx_c), y, skips_c), y
+        finally:
+            self.train(was_training)
+
+
+def check_video(x: torch.Tensor, cfg: Config, min_frames: int = 1) -> None:
+    """Raise ``ValueError`` unless ``x`` is a (T, B, C, 64, 64) video in [0, 1]."""
+    want = f"(T, B, {cfg.nc}, {cfg.nx}, {cfg.nx}) with T >= {min_frames}"
+    if not torch.is_tensor(x) or not x.is_floating_point():
+        raise ValueError(f"expected a float tensor of shape {want}, got "
+                         f"{type(x).__name__} {getattr(x, 'dtype', '')}")
+    if x.dim() != 5:
+        raise ValueError(f"expected a video of shape {want} (time first), got a "
+                         f"{x.dim()}-d tensor of shape {tuple(x.shape)}")
+    if x.shape[2] != cfg.nc or x.shape[3:] != (cfg.nx, cfg.nx):
+        raise ValueError(f"expected shape {want}, got {tuple(x.shape)}")
+    if x.shape[0] < min_frames:
+        raise ValueError(f"expected at least {min_frames} frames (nt_inf), got "
+                         f"{x.shape[0]}: shape {tuple(x.shape)}, want {want}")
+    lo, hi = torch.aminmax(x.detach())
+    if not (torch.isfinite(lo) and torch.isfinite(hi)):
+        raise ValueError("the video holds NaN or infinite values")
+    if lo < 0 or hi > 1:
+        raise ValueError(f"pixel values must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]: "
+                         "divide uint8 frames by 255")

@@ -1,0 +1,195 @@
+"""Building blocks: DCGAN-64 and VGG-64 encoders/decoders, the MLP (book ch. 3).
+
+Module and attribute names follow the official implementation so that its
+state dicts load with ``strict=True``. Every convolution has ``bias=False`` and
+the blocks run convolution -> BatchNorm -> activation.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+from torch import nn
+
+
+def conv_block(conv: nn.Module, act: str, bn: bool = True) -> nn.Sequential:
+    """``conv`` followed by an optional BatchNorm and an activation."""
+    layers = [conv]
+    if bn:
+        layers.append(nn.BatchNorm2d(conv.out_channels))
+    layers.append(nn.LeakyReLU(0.2, inplace=True) if act == "lrelu" else nn.Tanh())
+    return nn.Sequential(*layers)
+
+
+def _conv3(n_in: int, n_out: int) -> nn.Sequential:
+    return conv_block(nn.Conv2d(n_in, n_out, 3, 1, 1, bias=False), "lrelu")
+
+
+def _down4(n_in: int, n_out: int, bn: bool = True) -> nn.Sequential:
+    return conv_block(nn.Conv2d(n_in, n_out, 4, 2, 1, bias=False), "lrelu", bn)
+
+
+def _up4(n_in: int, n_out: int) -> nn.Sequential:
+    return conv_block(nn.ConvTranspose2d(n_in, n_out, 4, 2, 1, bias=False), "lrelu")
+
+
+class Encoder(nn.Module):
+    """Shared forward pass: ``conv`` stages, then ``last_conv`` to a vector.
+
+    ``forward(x)`` maps frames (N, C, 64, 64) to codes (N, nhx) in [-1, 1] and the
+    output of every stage, deepest first (the decoder's skip connections).
+    """
+
+    conv: nn.ModuleList
+    last_conv: nn.Module
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        skips = []
+        h = x
+        for stage in self.conv:
+            h = stage(h)
+            skips.append(h)
+        return self.last_conv(h).flatten(1), skips[::-1]
+
+
+class DCGANEncoder(Encoder):
+    """Four stride-2 4x4 convolutions (64->32->16->8->4), then 4x4 to 1x1."""
+
+    def __init__(self, nc: int, nhx: int, nf: int):
+        super().__init__()
+        self.conv = nn.ModuleList([
+            _down4(nc, nf, bn=False),
+            _down4(nf, nf * 2),
+            _down4(nf * 2, nf * 4),
+            _down4(nf * 4, nf * 8),
+        ])
+        self.last_conv = conv_block(nn.Conv2d(nf * 8, nhx, 4, 1, 0, bias=False), "tanh")
+
+
+class VGGEncoder(Encoder):
+    """VGG-style 3x3 convolutions with max-pooling between resolutions."""
+
+    def __init__(self, nc: int, nhx: int, nf: int):
+        super().__init__()
+        pool = lambda: nn.MaxPool2d(2, 2, 0)  # noqa: E731
+        self.conv = nn.ModuleList([
+            nn.Sequential(_conv3(nc, nf), _conv3(nf, nf)),
+            nn.Sequential(pool(), _conv3(nf, nf * 2), _conv3(nf * 2, nf * 2)),
+            nn.Sequential(pool(), _conv3(nf * 2, nf * 4), _conv3(nf * 4, nf * 4),
+                          _conv3(nf * 4, nf * 4)),
+            nn.Sequential(pool(), _conv3(nf * 4, nf * 8), _conv3(nf * 8, nf * 8),
+                          _conv3(nf * 8, nf * 8)),
+        ])
+        self.last_conv = nn.Sequential(
+            pool(), conv_block(nn.Conv2d(nf * 8, nhx, 4, 1, 0, bias=False), "tanh"))
+
+
+class Decoder(nn.Module):
+    """Shared forward pass: a 1x1 input vector up to (C, 64, 64), then a sigmoid.
+
+    With skip connections, each stage first concatenates the matching encoder
+    feature map along the channels.
+    """
+
+    first_upconv: nn.Module
+    conv: nn.ModuleList
+
+    def __init__(self, skip: bool):
+        super().__init__()
+        self.skip = skip
+
+    def forward(self, h: torch.Tensor,
+                skips: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
+        if self.skip != (skips is not None):
+            raise ValueError("this decoder was built with skip=%s but was given %s"
+                             % (self.skip, "skips" if skips is not None else "none"))
+        h = self.first_upconv(h[:, :, None, None])
+        for i, stage in enumerate(self.conv):
+            if skips is not None:
+                h = torch.cat([h, skips[i]], 1)
+            h = stage(h)
+        return torch.sigmoid(h)
+
+
+class DCGANDecoder(Decoder):
+    """Mirror of :class:`DCGANEncoder` with transposed convolutions."""
+
+    def __init__(self, nc: int, n_in: int, nf: int, skip: bool):
+        super().__init__(skip)
+        k = 2 if skip else 1
+        self.first_upconv = conv_block(
+            nn.ConvTranspose2d(n_in, nf * 8, 4, 1, 0, bias=False), "lrelu")
+        self.conv = nn.ModuleList([
+            _up4(nf * 8 * k, nf * 4),
+            _up4(nf * 4 * k, nf * 2),
+            _up4(nf * 2 * k, nf),
+            nn.ConvTranspose2d(nf * k, nc, 4, 2, 1, bias=False),
+        ])
+
+
+class VGGDecoder(Decoder):
+    """Mirror of :class:`VGGEncoder` with nearest-neighbour upsampling."""
+
+    def __init__(self, nc: int, n_in: int, nf: int, skip: bool):
+        super().__init__(skip)
+        k = 2 if skip else 1
+        up = lambda: nn.Upsample(scale_factor=2, mode="nearest")  # noqa: E731
+        self.first_upconv = nn.Sequential(
+            conv_block(nn.ConvTranspose2d(n_in, nf * 8, 4, 1, 0, bias=False), "lrelu"),
+            up())
+        self.conv = nn.ModuleList([
+            nn.Sequential(_conv3(nf * 8 * k, nf * 8), _conv3(nf * 8, nf * 8),
+                          _conv3(nf * 8, nf * 4), up()),
+            nn.Sequential(_conv3(nf * 4 * k, nf * 4), _conv3(nf * 4, nf * 4),
+                          _conv3(nf * 4, nf * 2), up()),
+            nn.Sequential(_conv3(nf * 2 * k, nf * 2), _conv3(nf * 2, nf), up()),
+            nn.Sequential(_conv3(nf * k, nf),
+                          nn.ConvTranspose2d(nf, nc, 3, 1, 1, bias=False)),
+        ])
+
+
+def make_encoder(archi: str, nc: int, nhx: int, nf: int) -> Encoder:
+    return {"dcgan": DCGANEncoder, "vgg": VGGEncoder}[archi](nc, nhx, nf)
+
+
+def make_decoder(archi: str, nc: int, n_in: int, nf: int, skip: bool) -> Decoder:
+    return {"dcgan": DCGANDecoder, "vgg": VGGDecoder}[archi](nc, n_in, nf, skip)
+
+
+class MLP(nn.Module):
+    """``n_layers`` Linear layers with a ReLU before every one but the first.
+
+    Lin - ReLU - Lin - ... - Lin, no output activation. Each layer sits in its
+    own ``nn.Sequential`` inside ``self.module``, as in the official code.
+    """
+
+    def __init__(self, n_in: int, n_hid: int, n_out: int, n_layers: int):
+        super().__init__()
+        dims = [n_in] + [n_hid] * (n_layers - 1) + [n_out]
+        blocks = [nn.Sequential(nn.Linear(dims[0], dims[1]))]
+        blocks += [nn.Sequential(nn.ReLU(inplace=True), nn.Linear(a, b))
+                   for a, b in zip(dims[1:-1], dims[2:])]
+        self.module = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+
+def init_encdec_(module: nn.Module, std: float = 0.02) -> None:
+    """Official encoder/decoder init: N(0, std) weights, BatchNorm N(1, std)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.zeros_(m.bias)
+
+
+def init_orthogonal_(module: nn.Module, gain: float) -> None:
+    """Orthogonal Linear weights with ``gain``, zero biases (residual MLP)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.orthogonal_(m.weight, gain=gain)
+            nn.init.zeros_(m.bias)

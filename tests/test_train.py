@@ -1,0 +1,169 @@
+"""The trainer: schedule, exact resume after any stop, errors, DDP on CPU."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from srvp import preset
+from srvp.train import Options, Trainer, TrainingDiverged, lr_at, train
+from srvp.train_cli import parse_overrides
+
+SMOKE = dict(lr_scheduling_burnin=8, lr_scheduling_n_iter=4, val_interval=6)
+
+
+def _cfg(**kw):
+    return preset("smoke", **{**SMOKE, **kw})
+
+
+def _params(path):
+    return torch.load(path / "model.pt", weights_only=True)
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_lr_schedule_is_constant_then_linear():
+    cfg = preset("smoke", lr=1.0, lr_scheduling_burnin=3, lr_scheduling_n_iter=4)
+    assert [lr_at(cfg, s) for s in range(1, 9)] == [1, 1, 1, 0.75, 0.5, 0.25, 0, 0]
+
+
+def test_run_folder_layout_and_log(tmp_path, mnist_dir):
+    t = train(_cfg(), tmp_path, mnist_dir, progress=False, log_interval=2)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"config.json", "model.pt", "model_best.pt", "checkpoint.pt",
+            "log.jsonl"} <= names
+    assert not [n for n in names if n.endswith(".tmp")]
+    records = [json.loads(ln) for ln in (tmp_path / "log.jsonl").read_text().splitlines()
+               if ln]
+    assert [r["step"] for r in records if "val_psnr" in r] == [6, 12]
+    assert t.step == 12 and 0 < t.best_psnr < 60
+
+
+def test_resume_gives_the_uninterrupted_result(tmp_path, mnist_dir):
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(_cfg(), full, mnist_dir, progress=False)
+    stopped = train(_cfg(), part, mnist_dir, progress=False, max_steps=5)
+    assert stopped.step == 5
+    train(_cfg(), part, mnist_dir, resume=True, progress=False)
+    _assert_same(_params(full), _params(part))
+    steps = [json.loads(ln)["step"] for ln in (part / "log.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps)
+
+
+def _cli(out, mnist_dir, *extra):
+    args = [sys.executable, "-m", "srvp", "train", "--preset", "smoke", "--data-dir",
+            str(mnist_dir), "--out", str(out), "--ckpt-interval", "1"]
+    for k, v in {**SMOKE, "lr_scheduling_burnin": 26}.items():  # 30 steps
+        args += ["--set", f"{k}={v}"]
+    return args + list(extra)
+
+
+def _wait_for_step(out, step, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        log = out / "log.jsonl"
+        if log.exists() and any(json.loads(ln).get("step", 0) >= step
+                                for ln in log.read_text().splitlines()):
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    raise AssertionError("training did not reach step %d" % step)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_stop_by_signal_then_resume(tmp_path, mnist_dir, sig):
+    """SIGTERM checkpoints and exits; kill -9 loses at most the current step.
+    Either way --resume ends with the weights of an uninterrupted run."""
+    ref, out = tmp_path / "ref", tmp_path / "run"
+    subprocess.run(_cli(ref, mnist_dir), check=True, capture_output=True)
+    proc = subprocess.Popen(_cli(out, mnist_dir),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for_step(out, 10, proc)
+    proc.send_signal(sig)
+    code = proc.wait(timeout=60)
+    assert code == (1 if sig == signal.SIGTERM else -signal.SIGKILL)
+    saved = torch.load(out / "checkpoint.pt", weights_only=False)["step"]
+    assert 1 <= saved < 30
+    subprocess.run(_cli(out, mnist_dir, "--resume"), check=True, capture_output=True)
+    _assert_same(_params(ref), _params(out))
+
+
+def test_nan_stops_and_keeps_the_last_checkpoint(tmp_path, mnist_dir, monkeypatch):
+    t = Trainer(_cfg(), tmp_path, mnist_dir, Options(progress=False, ckpt_interval=1))
+    for _ in range(3):
+        t.train_step(next(iter(t._loader())))
+    t.save_checkpoint()
+    before = _params(tmp_path)
+    with torch.no_grad():
+        next(t.model.dynamics.parameters()).fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match="last good checkpoint"):
+        t.fit()
+    _assert_same(before, _params(tmp_path))
+
+
+def test_bf16_autocast_step_on_cpu(tmp_path, mnist_dir):
+    t = Trainer(_cfg(), tmp_path, mnist_dir, Options(progress=False, amp="bf16"))
+    terms = t.train_step(next(iter(t._loader())))
+    assert torch.isfinite(terms.loss)
+
+
+def test_wrong_options_fail_before_training(tmp_path, mnist_dir):
+    with pytest.raises(ValueError, match="unknown config field"):
+        parse_overrides(["n_y=3"])
+    with pytest.raises(ValueError, match="type int"):
+        parse_overrides(["ny=three"])
+    assert parse_overrides(["skipco=true", "lr=0.1"]) == {"skipco": True, "lr": 0.1}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="MNIST"):
+        Trainer(_cfg(), tmp_path / "a", empty, Options(progress=False))
+    train(_cfg(), tmp_path / "b", mnist_dir, progress=False, max_steps=1)
+    with pytest.raises(ValueError, match="already holds a run"):
+        Trainer(_cfg(), tmp_path / "b", mnist_dir, Options(progress=False))
+    with pytest.raises(ValueError, match="another config"):
+        Trainer(_cfg(ny=5), tmp_path / "b", mnist_dir, Options(progress=False),
+                resume=True)
+    with pytest.raises(ValueError, match="no checkpoint"):
+        Trainer(_cfg(), tmp_path / "c", mnist_dir, Options(progress=False),
+                resume=True)
+    with pytest.raises(NotImplementedError, match="kth"):
+        Trainer(preset("kth"), tmp_path / "d", mnist_dir, Options(progress=False))
+    res = subprocess.run([sys.executable, "-m", "srvp", "train", "--preset", "nope",
+                          "--out", str(tmp_path / "e")], capture_output=True, text=True)
+    assert res.returncode == 2 and "invalid choice" in res.stderr
+    res = subprocess.run(_cli(tmp_path / "f", mnist_dir, "--set", "beta_z=x"),
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "beta_z" in res.stderr
+
+
+def _ddp_worker(rank, world, out, mnist_dir, port):
+    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    t = Trainer(_cfg(batch_size=4), out, mnist_dir, Options(progress=False,
+                                                            device="cpu", max_steps=3))
+    t.fit()
+    torch.save(t.model.state_dict(), out.parent / f"rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_gloo_ranks_stay_identical(tmp_path, mnist_dir):
+    import torch.multiprocessing as mp
+
+    port = 29500 + os.getpid() % 1000
+    mp.spawn(_ddp_worker, args=(2, tmp_path / "run", mnist_dir, port), nprocs=2)
+    a = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    b = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    for k in a:
+        if "running" in k or "num_batches" in k:
+            continue  # BatchNorm statistics are per process on CPU
+        torch.testing.assert_close(a[k], b[k], msg=k)
+    assert (tmp_path / "run" / "checkpoint.pt").exists()
