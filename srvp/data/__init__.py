@@ -1,0 +1,46 @@
+"""Datasets: MNIST IDX files, on-the-fly Moving MNIST and its fixed test sets.
+
+See book ch. 1. Videos are uint8 (T, C, H, W) items; :func:`collate_fn` batches
+them into float tensors (T, B, C, H, W) in [0, 1].
+"""
+
+from .mmnist import MovingMNIST, collate_fn, render, sample_trajectories
+from .mnist import (
+    ENV_VAR,
+    IDXFormatError,
+    MNISTNotFoundError,
+    download_mnist,
+    load_mnist,
+    read_idx,
+    split_indices,
+)
+from .testset import (
+    InvalidTestSetError,
+    MovingMNISTTestSet,
+    build_test_set,
+    load_test_set,
+    make_test_set,
+    official_filename,
+    save_test_set,
+)
+
+__all__ = [
+    "ENV_VAR",
+    "IDXFormatError",
+    "InvalidTestSetError",
+    "MNISTNotFoundError",
+    "MovingMNIST",
+    "MovingMNISTTestSet",
+    "build_test_set",
+    "collate_fn",
+    "download_mnist",
+    "load_mnist",
+    "load_test_set",
+    "make_test_set",
+    "official_filename",
+    "read_idx",
+    "render",
+    "sample_trajectories",
+    "save_test_set",
+    "split_indices",
+]
