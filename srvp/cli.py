@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules that add commands: each defines ``register(subparsers)``.
-_COMMAND_MODULES: Dict[str, str] = {"data": "data.cli", "train": "train_cli"}
+_COMMAND_MODULES: Dict[str, str] = {
+    "data": "data.cli", "train": "train_cli", "evaluate": "evaluate_cli"}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -255,7 +255,7 @@ PRESETS: Dict[str, Config] = {
 # Half the filters, batch 16, a higher constant rate and a short schedule: about
 # two hours on two cores (see book ch. 5 for the run and its curves).
 PRESETS["cpu"] = PRESETS["smmnist"].replace(
-    nf=32, batch_size=16, lr=6e-4, lr_scheduling_burnin=3_000,
+    nf=32, batch_size=16, lr=6e-4, lr_scheduling_burnin=5_000,
     lr_scheduling_n_iter=1_000, val_interval=500, n_iter_test=4, n_samples_test=20)
 # Seconds on a CPU: for tests and the smoke profile of the book.
 PRESETS["smoke"] = PRESETS["smmnist"].replace(

@@ -1,0 +1,122 @@
+"""The evaluation protocol: best-of-N selection, intervals, references, files."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from srvp.evaluate import evaluate, format_table, save_results, summarize
+from srvp.metrics import psnr
+
+from helpers import tiny, video
+
+
+class NoisyOracle(torch.nn.Module):
+    """Sample k of video b is the truth plus noise of level (k + b) % n + 1."""
+
+    def __init__(self, x, n, nt_cond=3):
+        super().__init__()
+        self.x, self.nt_cond, self.n, self.calls = x, nt_cond, n, 0
+        self.p = torch.nn.Parameter(torch.zeros(1))
+
+    def _truth_of(self, x_cond):
+        cols = [next(b for b in range(self.x.shape[1])
+                     if torch.equal(self.x[0, b], x_cond[0, j]))
+                for j in range(x_cond.shape[1])]
+        return self.x[self.nt_cond:, cols]
+
+    def predict(self, x_cond, nt_pred, n_samples, dt=None):
+        out = []
+        for _ in range(n_samples):
+            k = self.calls
+            self.calls += 1
+            truth = self._truth_of(x_cond)
+            levels = torch.tensor([(k + b) % self.n + 1 for b in range(x_cond.shape[1])])
+            g = torch.Generator().manual_seed(k)
+            noise = torch.rand(truth.shape, generator=g) - 0.5
+            out.append((truth + 0.05 * levels.view(1, -1, 1, 1, 1) * noise).clamp(0, 1))
+        return torch.stack(out)
+
+
+def _data(bsz=3):
+    torch.manual_seed(0)
+    x = torch.rand(7, bsz, 1, 64, 64)
+    return x, x[3:]
+
+
+def test_best_and_worst_sample_per_video():
+    x, truth = _data()
+    res = evaluate(NoisyOracle(x, 4), [x], 3, 4, n_samples=4, chunk_samples=3,
+                   progress=False)
+    best = torch.from_numpy(res["samples"]["psnr_best"]).float() / 255
+    worst = torch.from_numpy(res["samples"]["psnr_worst"]).float() / 255
+    for b in range(3):
+        k_best = [k for k in range(4) if (k + b) % 4 == 0][0]  # noise level 1
+        k_worst = [k for k in range(4) if (k + b) % 4 == 3][0]  # noise level 4
+        cand = NoisyOracle(x, 4).predict(x[:3], 4, 4)
+        torch.testing.assert_close(best[b], cand[k_best, :, b], atol=1 / 255, rtol=0)
+        torch.testing.assert_close(worst[b], cand[k_worst, :, b], atol=1 / 255, rtol=0)
+        expected = psnr(cand[k_best, :, b:b + 1], truth[:, b:b + 1]).mean().item()
+        assert res["metrics"]["psnr"]["per_video"][b] == pytest.approx(expected, 1e-5)
+    assert res["metrics"]["psnr"]["per_frame"].shape == (3, 4)
+
+
+def test_chunking_does_not_change_the_result():
+    x, truth = _data()
+    a = evaluate(NoisyOracle(x, 5), [x], 3, 4, n_samples=5, chunk_samples=2,
+                 progress=False)
+    b = evaluate(NoisyOracle(x, 5), [x], 3, 4, n_samples=5, chunk_samples=5,
+                 progress=False)
+    for m in ("psnr", "ssim"):
+        np.testing.assert_allclose(a["metrics"][m]["per_video"],
+                                   b["metrics"][m]["per_video"])
+
+
+def test_references_and_interval():
+    x, truth = _data()
+    res = evaluate(NoisyOracle(x, 2), [x[:, :2], x[:, 2:]], 3, 4, n_samples=2,
+                   progress=False)
+    blank = psnr(torch.zeros_like(truth), truth).mean(0).double().numpy()
+    assert res["reference"]["blank"]["psnr"]["mean"] == pytest.approx(blank.mean())
+    last = psnr(x[2:3].expand_as(truth), truth).mean(0).double().numpy()
+    assert res["reference"]["last_frame"]["psnr"]["mean"] == pytest.approx(last.mean())
+    s = summarize(np.array([1.0, 2.0, 3.0, 4.0]))
+    assert s["mean"] == 2.5 and s["ci95"] == pytest.approx(1.96 * np.sqrt(1.25) / 2)
+    assert "reference: blank" in format_table(res)
+
+
+def test_real_model_end_to_end_and_files(tmp_path):
+    model, cfg = tiny()
+    x = video(cfg, nt=cfg.nt_gen, bsz=2)
+    res = evaluate(model, [x], cfg.nt_cond, cfg.nt_gen - cfg.nt_cond, n_samples=3,
+                   progress=False)
+    n_pred = cfg.nt_gen - cfg.nt_cond
+    assert res["samples"]["psnr_best"].shape == (2, n_pred, 1, 64, 64)
+    assert res["samples"]["random"].shape == (2, 3, n_pred, 1, 64, 64)
+    assert res["samples"]["cond"].shape == (2, cfg.nt_cond, 1, 64, 64)
+    save_results(res, tmp_path / "results.json")
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert len(report["metrics"]["ssim"]["per_video"]) == 2
+    with np.load(tmp_path / "results_samples.npz") as z:
+        assert z["ssim_best"].dtype == np.uint8
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json",
+                                                         "results_samples.npz"]
+
+
+def test_cli_on_a_run_folder(tmp_path, mnist_dir):
+    import subprocess
+    import sys
+
+    from srvp import preset, save_experiment
+    from srvp.model import SRVP
+
+    save_experiment(SRVP(preset("smoke")), tmp_path / "run")
+    base = [sys.executable, "-m", "srvp", "evaluate", str(tmp_path / "run"),
+            "--data-dir", str(mnist_dir), "--n-videos", "4", "--n-samples", "2"]
+    res = subprocess.run(base, capture_output=True, text=True)
+    assert res.returncode == 2 and "--lpips-weights" in res.stderr
+    res = subprocess.run(base + ["--no-lpips"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "reference: last_frame" in res.stdout
+    report = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert report["metrics"]["psnr"]["n"] == 4
