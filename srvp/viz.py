@@ -1,0 +1,163 @@
+"""Pictures of videos and results, with matplotlib only (book ch. 1, 6-8).
+
+Videos are (T, C, H, W) or (T, H, W) arrays or tensors, float in [0, 1] or uint8.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+COND_COLOR, PRED_COLOR = "tab:green", "tab:red"
+
+
+def _frames(video) -> np.ndarray:
+    """(T, H, W) or (T, H, W, 3) float array in [0, 1]."""
+    v = video.detach().cpu().numpy() if hasattr(video, "detach") else np.asarray(video)
+    v = v.astype(np.float32) / 255 if v.dtype == np.uint8 else v.astype(np.float32)
+    if v.ndim == 4:
+        v = v[:, 0] if v.shape[1] == 1 else v.transpose(0, 2, 3, 1)
+    if v.ndim not in (3, 4):
+        raise ValueError(f"expected a video (T, C, H, W) or (T, H, W), got {v.shape}")
+    return np.clip(v, 0, 1)
+
+
+def _show(ax, frame, color=None) -> None:
+    ax.imshow(frame, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(color is not None)
+        if color is not None:
+            spine.set_edgecolor(color)
+            spine.set_linewidth(2.5)
+
+
+def frame_grid(rows: Dict[str, object], nt_cond: int = 0, every: int = 1,
+               scale: float = 0.9, start: Optional[Sequence[int]] = None):
+    """One row per video, in the paper's layout.
+
+    Parameters
+    ----------
+    rows : label -> video. A row's frames are aligned at the right when it is
+        shorter than the longest row (a prediction beside its ground truth).
+    nt_cond : frames of the longest row that are conditioning (framed green);
+        later frames are framed red.
+    every : show one frame in ``every``.
+    start : per-row index of the first column it occupies (overrides alignment).
+    """
+    import matplotlib.pyplot as plt
+
+    videos = {k: _frames(v) for k, v in rows.items()}
+    nt = max(len(v) for v in videos.values())
+    cols = list(range(0, nt, every))
+    fig, axes = plt.subplots(len(videos), len(cols), squeeze=False,
+                             figsize=(scale * len(cols), scale * len(videos) + 0.3))
+    for r, (label, v) in enumerate(videos.items()):
+        offset = (nt - len(v)) if start is None else start[r]
+        for c, t in enumerate(cols):
+            ax = axes[r, c]
+            if 0 <= t - offset < len(v):
+                _show(ax, v[t - offset], COND_COLOR if t < nt_cond else PRED_COLOR)
+            else:  # an empty cell keeps its axes so that the row label shows
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for spine in ax.spines.values():
+                    spine.set_visible(False)
+            if r == 0:
+                ax.set_title(f"t={t + 1}", fontsize=7)
+        axes[r, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
+    fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0.15)
+    return fig
+
+
+def _animation(videos: Dict[str, object], interval: int):
+    import matplotlib.pyplot as plt
+    from matplotlib import animation
+
+    frames = {k: _frames(v) for k, v in videos.items()}
+    nt = max(len(v) for v in frames.values())
+    fig, axes = plt.subplots(1, len(frames), squeeze=False,
+                             figsize=(1.6 * len(frames), 1.9))
+    images = []
+    for ax, (label, v) in zip(axes[0], frames.items()):
+        _show(ax, v[0])
+        ax.set_title(label, fontsize=8)
+        images.append(ax.images[0])
+
+    def update(t):
+        for im, v in zip(images, frames.values()):
+            im.set_data(v[min(t, len(v) - 1)])
+        return images
+
+    anim = animation.FuncAnimation(fig, update, frames=nt, interval=interval, blit=True)
+    plt.close(fig)
+    return anim
+
+
+def animate(videos: Dict[str, object], interval: int = 200):
+    """Side-by-side animation of a few videos, as embeddable HTML (jshtml)."""
+    from IPython.display import HTML
+
+    return HTML(_animation(videos, interval).to_jshtml())
+
+
+def save_gif(videos: Dict[str, object], path, interval: int = 200) -> None:
+    """Write the same animation as a GIF (for the README and static pages)."""
+    from matplotlib.animation import PillowWriter
+
+    _animation(videos, interval).save(str(path), writer=PillowWriter(fps=1000 / interval))
+
+
+def metric_curves(results: Dict, metrics: Sequence[str] = ("psnr", "ssim", "lpips"),
+                  label: str = "model", axes=None, nt_cond: Optional[int] = None):
+    """Per predicted frame: the mean score of the best samples with a 95% band.
+
+    ``results`` comes from :func:`srvp.evaluate.evaluate`.
+    """
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in metrics if m in results["metrics"]]
+    if axes is None:
+        _, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 2.6),
+                               squeeze=False)
+        axes = axes[0]
+    start = (nt_cond or results["protocol"]["nt_cond"]) + 1
+    for ax, m in zip(axes, metrics):
+        f = np.asarray(results["metrics"][m]["per_frame"], dtype=np.float64)
+        t = np.arange(start, start + f.shape[1])
+        mean, ci = f.mean(0), 1.96 * f.std(0) / np.sqrt(len(f))
+        ax.plot(t, mean, label=label)
+        ax.fill_between(t, mean - ci, mean + ci, alpha=0.3)
+        ax.set_xlabel("t")
+        ax.set_title(m.upper() + (" (lower is better)" if m == "lpips" else ""),
+                     fontsize=9)
+    axes[0].legend(fontsize=8)
+    axes[0].figure.tight_layout()
+    return axes[0].figure
+
+
+def latent_trajectory(y, labels: Optional[Sequence[str]] = None, ax=None):
+    """Latent states projected on their two principal axes, one line per video.
+
+    ``y`` is (T, B, ny) (or (T, ny)); the first state is marked with a dot.
+    """
+    import matplotlib.pyplot as plt
+
+    y = y.detach().cpu().numpy() if hasattr(y, "detach") else np.asarray(y)
+    y = y[:, None] if y.ndim == 2 else y
+    flat = y.reshape(-1, y.shape[-1])
+    centred = flat - flat.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    proj = (centred @ vt[:2].T).reshape(y.shape[0], y.shape[1], 2)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.6, 3.2))
+    for b in range(proj.shape[1]):
+        line, = ax.plot(proj[:, b, 0], proj[:, b, 1], "-", lw=1.2,
+                        label=None if labels is None else labels[b])
+        ax.plot(proj[0, b, 0], proj[0, b, 1], "o", color=line.get_color())
+    ax.set_xlabel("principal axis 1")
+    ax.set_ylabel("principal axis 2")
+    if labels is not None:
+        ax.legend(fontsize=7)
+    return ax.figure
