@@ -1,0 +1,188 @@
+"""The book's structure, and proof that every chapter was executed.
+
+These tests execute nothing. The executed smoke copies they inspect come from
+
+    python scripts/build_book.py --profile smoke --out _build/smoke
+
+which CI runs before ``pytest tests _build/smoke --nbval-lax --nbval-current-env``
+(nbval then runs the smoke copies again and compares the cells marked
+``# NBVAL_CHECK_OUTPUT``).
+"""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE_DIR = ROOT / "_build" / "smoke"
+SMOKE_CMD = "python scripts/build_book.py --profile smoke --out _build/smoke"
+SECTIONS = ["What you will learn", "Prerequisites", "Summary", "Exercises"]
+MAX_NOTEBOOK_BYTES = 2_000_000
+
+
+def _load_build_script():
+    spec = importlib.util.spec_from_file_location(
+        "build_book", ROOT / "scripts" / "build_book.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build_book = _load_build_script()
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+TOC_FILES = list(build_book.toc_files(TOC))
+CHAPTERS = build_book.notebook_chapters(ROOT)
+IDS = [md.stem for md in CHAPTERS]
+
+
+def code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def cell_signature(nb, skip_injected=False):
+    """(type, source, tags) of every cell: what a pair must agree on."""
+    cells = [c for c in nb.cells if not (
+        skip_injected and "injected-parameters" in c.metadata.get("tags", ()))]
+    return [(c.cell_type, c.source, tuple(c.metadata.get("tags", ()))) for c in cells]
+
+
+# ------------------------------------------------------------------ table of contents
+def test_toc_structure():
+    assert TOC["format"] == "jb-book"
+    assert TOC_FILES[:2] == ["book/intro", "book/notation"], TOC_FILES[:2]
+    assert CHAPTERS, "no notebook chapter found in _toc.yml"
+
+
+@pytest.mark.parametrize("entry", TOC_FILES)
+def test_toc_file_exists(entry):
+    stem = ROOT / Path(entry).with_suffix("")
+    found = [s for s in (".md", ".ipynb") if Path(str(stem) + s).exists()]
+    assert found, f"_toc.yml lists {entry!r}, but neither {entry}.md nor .ipynb exists"
+
+
+def test_config():
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    assert cfg["only_build_toc_files"] is True
+    assert cfg["execute"]["execute_notebooks"] == "off"
+    assert "book/[0-9]*.md" in cfg["exclude_patterns"], \
+        "the .md twins of notebook chapters must be excluded from Sphinx"
+    for md in CHAPTERS:  # every notebook chapter is excluded by that pattern
+        assert re.fullmatch(r"[0-9].*\.md", md.name), md.name
+
+
+# ---------------------------------------------------------------------- chapters
+@pytest.mark.parametrize("md", CHAPTERS, ids=IDS)
+def test_pair_in_sync(md):
+    ipynb = md.with_suffix(".ipynb")
+    assert ipynb.exists(), f"{ipynb.name} is missing: run `jupytext --sync {md.name}`"
+    text, paired = jupytext.read(md), jupytext.read(ipynb)
+    assert cell_signature(paired) == cell_signature(text), (
+        f"{ipynb.name} differs from {md.name}: run `jupytext --sync book/{md.name}` "
+        f"or `python scripts/build_book.py --only {md.stem}`")
+    assert paired.metadata.get("jupytext", {}).get("formats") == "ipynb,md:myst"
+    assert paired.metadata.get("kernelspec", {}).get("name") == "python3"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=IDS)
+def test_paired_notebook_holds_clean_outputs(md):
+    """The book renders the stored outputs: every code cell must have run."""
+    nb = jupytext.read(md.with_suffix(".ipynb"))
+    missing = [i for i, c in enumerate(code_cells(nb)) if c.execution_count is None]
+    assert not missing, (f"{md.stem}.ipynb: code cells {missing} have no outputs; run "
+                         f"`python scripts/build_book.py --only {md.stem}`")
+    assert "papermill" not in nb.metadata
+    errors = [o for c in code_cells(nb) for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    size = md.with_suffix(".ipynb").stat().st_size
+    assert size <= MAX_NOTEBOOK_BYTES, f"{md.stem}.ipynb is {size:,d} bytes"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=IDS)
+def test_sections(md):
+    headings = re.findall(r"^##\s+(.+?)\s*$", md.read_text(encoding="utf-8"),
+                          re.MULTILINE)
+    positions = []
+    for section in SECTIONS:
+        assert section in headings, f"{md.name} lacks a '## {section}' section"
+        positions.append(headings.index(section))
+    assert positions == sorted(positions), f"{md.name}: sections out of order"
+    assert headings[-1] == "Exercises", f"{md.name} must end with its exercises"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=IDS)
+def test_install_then_parameters_cell(md):
+    cells = code_cells(jupytext.read(md))
+    install, parameters = cells[0], cells[1]
+    assert "google.colab" in install.source, "the first code cell installs on Colab"
+    assert "remove-input" in install.metadata.get("tags", [])
+    pip_lines = [line for line in install.source.splitlines() if "pip install" in line]
+    assert pip_lines and not re.search(r"\b(torch|numpy)\b", " ".join(pip_lines)), \
+        "the Colab install cell must install srvp without re-pinning torch or numpy"
+    assert "parameters" in parameters.metadata.get("tags", []), \
+        "the first code cell after the install cell must be tagged `parameters`"
+    assigned = {t.id: ast.literal_eval(node.value)
+                for node in ast.parse(parameters.source).body
+                if isinstance(node, ast.Assign) for t in node.targets}
+    assert assigned.get("profile") == build_book.DEFAULT_PROFILE, assigned
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=IDS)
+def test_literalincludes_resolve(md):
+    """Every `{literalinclude}` names an existing file and Python object."""
+    text = md.read_text(encoding="utf-8")
+    for path, options in re.findall(
+            r"```\{literalinclude\}\s+(\S+)\n((?::[^\n]*\n)*)", text):
+        target = (md.parent / path).resolve()
+        assert target.exists(), f"{md.name}: {path} does not exist"
+        match = re.search(r":pyobject:\s*(\S+)", options)
+        if match:
+            names = _python_objects(target)
+            assert match.group(1) in names, f"{md.name}: {path} has no {match.group(1)}"
+
+
+def _python_objects(path):
+    """Dotted names of the classes and functions of a module (two levels)."""
+    names = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+            names.add(node.name)
+            for child in getattr(node, "body", []):
+                if isinstance(child, (ast.FunctionDef, ast.ClassDef)):
+                    names.add(f"{node.name}.{child.name}")
+    return names
+
+
+def test_no_local_paths():
+    """No page or notebook mentions where this copy of the repository lives."""
+    local = {str(ROOT), str(Path.home())} - {"/"}
+    files = [ROOT / "_config.yml", ROOT / "_toc.yml", *ROOT.glob("book/*.md"),
+             *ROOT.glob("book/*.ipynb")]
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        for prefix in local:
+            assert prefix not in text, f"{path.name} contains a local path"
+
+
+# --------------------------------------------------------------- executed copies
+@pytest.mark.parametrize("md", CHAPTERS, ids=IDS)
+def test_smoke_copy_executed(md):
+    path = SMOKE_DIR / f"{md.stem}.ipynb"
+    if not path.exists():
+        pytest.fail(f"{path.relative_to(ROOT)} is missing: run `{SMOKE_CMD}` first")
+    nb = nbformat.read(path, as_version=4)
+    run = nb.metadata.get("papermill", {})
+    assert run.get("parameters") == {"profile": "smoke"}, (
+        f"{path.name} was not run with profile='smoke': run `{SMOKE_CMD}`")
+    assert not run.get("exception"), f"{path.name} raised an exception"
+    expected = cell_signature(jupytext.read(md))
+    assert cell_signature(nb, skip_injected=True) == expected, (
+        f"{path.name} is older than {md.name}: run `{SMOKE_CMD}`")
+    not_run = [i for i, c in enumerate(code_cells(nb)) if c.execution_count is None]
+    assert not not_run, f"{path.name}: code cells {not_run} did not run"
