@@ -12,6 +12,7 @@ book: setup
 	$(PY) scripts/build_book.py --profile cpu
 
 test: setup
+	$(VENV)/bin/ruff check srvp tests scripts benchmarks
 	$(PY) scripts/build_book.py --profile smoke --out _build/smoke
 	$(PY) -m pytest tests _build/smoke --nbval-lax --nbval-current-env -p no:cacheprovider
 

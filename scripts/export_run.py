@@ -11,8 +11,6 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
-
 from srvp.checkpoint import atomic_torch_save, read_state_dict
 
 

@@ -38,7 +38,8 @@ def atomic_torch_save(obj: Any, path: PathLike) -> None:
         raise
 
 
-def read_state_dict(path: PathLike, map_location: Any = "cpu") -> Dict[str, torch.Tensor]:
+def read_state_dict(path: PathLike,
+                    map_location: Any = "cpu") -> Dict[str, torch.Tensor]:
     """Load a state dict as data only (``weights_only=True``: never runs code).
 
     Wrappers are unwrapped: a ``{"model": ...}`` or ``{"state_dict": ...}``
@@ -95,7 +96,8 @@ def load_official(xp_dir: PathLike, checkpoint: str = "model.pt",
     return model.eval(), cfg
 
 
-def save_experiment(model: SRVP, xp_dir: PathLike, checkpoint: str = "model.pt") -> None:
+def save_experiment(model: SRVP, xp_dir: PathLike,
+                    checkpoint: str = "model.pt") -> None:
     """Write ``config.json`` and the weights in the official layout, atomically."""
     xp_dir = Path(xp_dir)
     xp_dir.mkdir(parents=True, exist_ok=True)

@@ -80,7 +80,8 @@ class Config:
         if self.archi not in ARCHITECTURES:
             raise ValueError(f"archi={self.archi!r}: expected one of {ARCHITECTURES}")
         if self.nx != 64:
-            raise ValueError(f"nx={self.nx}: the DCGAN and VGG networks take 64x64 frames")
+            raise ValueError(f"nx={self.nx}: the DCGAN and VGG networks take 64x64 "
+                             "frames")
         if self.nc not in (1, 3):
             raise ValueError(f"nc={self.nc}: expected 1 (grayscale) or 3 (RGB)")
         for name in ("nf", "nhx", "ny", "nz", "nt_inf", "nh_inf", "nh_res",
@@ -158,7 +159,8 @@ class Config:
             changes["dataset"] = "mmnist"
         unknown = sorted(set(d) - known - OFFICIAL_IGNORED)
         if unknown:
-            warnings.warn(f"official config: ignoring unknown field(s) {unknown}")
+            warnings.warn(f"official config: ignoring unknown field(s) {unknown}",
+                          stacklevel=2)
         try:
             return base.replace(**_coerce(changes))
         except (TypeError, ValueError) as err:

@@ -165,8 +165,8 @@ def summarize(values: np.ndarray) -> Dict[str, float]:
     """Mean and 95% interval half-width 1.96 std / sqrt(n) (population std)."""
     values = np.asarray(values, dtype=np.float64)
     n = len(values)
-    return {"mean": float(values.mean()), "ci95": float(1.96 * values.std() / math.sqrt(n)),
-            "n": n}
+    ci95 = 1.96 * values.std() / math.sqrt(n)
+    return {"mean": float(values.mean()), "ci95": float(ci95), "n": n}
 
 
 def save_results(results: Dict, path) -> None:

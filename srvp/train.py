@@ -60,7 +60,8 @@ def lr_at(cfg: Config, step: int) -> float:
     past = step - cfg.lr_scheduling_burnin
     if past <= 0:
         return cfg.lr
-    return cfg.lr * max(0.0, (cfg.lr_scheduling_n_iter - past) / cfg.lr_scheduling_n_iter)
+    n = cfg.lr_scheduling_n_iter
+    return cfg.lr * max(0.0, (n - past) / n)
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:
@@ -75,8 +76,9 @@ def _device(name: str) -> torch.device:
 
 
 def _dist_info():
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    env = os.environ
+    return (int(env.get("WORLD_SIZE", "1")), int(env.get("RANK", "0")),
+            int(env.get("LOCAL_RANK", "0")))
 
 
 class Trainer:
@@ -91,8 +93,9 @@ class Trainer:
     resume : continue the run in ``out``; without it ``out`` must hold no run.
     """
 
-    def __init__(self, cfg: Config, out, data_dir=None, opts: Options = Options(),
-                 resume: bool = False):
+    def __init__(self, cfg: Config, out, data_dir=None,
+                 opts: Optional[Options] = None, resume: bool = False):
+        opts = Options() if opts is None else opts
         self.cfg, self.opts, self.out = cfg, opts, Path(out)
         self.world, self.rank, local = _dist_info()
         if self.world > 1 and cfg.batch_size % self.world:
@@ -286,7 +289,8 @@ class Trainer:
             self.best_psnr = score
             atomic_torch_save(self.model.state_dict(), self.out / "model_best.pt")
         self.log({"step": self.step, "val_psnr": round(score, 4),
-                  "best_psnr": round(self.best_psnr, 4), "time": round(self.elapsed, 1)})
+                  "best_psnr": round(self.best_psnr, 4),
+                  "time": round(self.elapsed, 1)})
 
     def _should_stop(self) -> bool:
         o = self.opts

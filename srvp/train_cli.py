@@ -42,11 +42,12 @@ def _cast(key: str, raw: str, kind: str):
             return raw.lower() in ("true", "1", "yes")
         return {"int": int, "float": float, "str": str}[kind](raw)
     except ValueError:
-        raise ValueError(f"--set {key}={raw}: expected a value of type {kind}") from None
+        raise ValueError(f"--set {key}={raw}: expected a value of type "
+                         f"{kind}") from None
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .train import Trainer, TrainingDiverged, Options, write_run_info
+    from .train import Options, Trainer, TrainingDiverged, write_run_info
 
     try:
         cfg = preset(args.preset, **parse_overrides(args.set))

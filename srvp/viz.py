@@ -106,7 +106,8 @@ def save_gif(videos: Dict[str, object], path, interval: int = 200) -> None:
     """Write the same animation as a GIF (for the README and static pages)."""
     from matplotlib.animation import PillowWriter
 
-    _animation(videos, interval).save(str(path), writer=PillowWriter(fps=1000 / interval))
+    writer = PillowWriter(fps=1000 / interval)
+    _animation(videos, interval).save(str(path), writer=writer)
 
 
 def metric_curves(results: Dict, metrics: Sequence[str] = ("psnr", "ssim", "lpips"),

@@ -9,7 +9,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _find_mnist_dir():
-    candidates = [os.environ.get("SRVP_MNIST_DIR"), REPO.parent / "shared" / "data" / "mnist"]
+    candidates = [os.environ.get("SRVP_MNIST_DIR"),
+                  REPO.parent / "shared" / "data" / "mnist"]
     for c in candidates:
         if c and (Path(c) / "t10k-images-idx3-ubyte.gz").exists():
             return Path(c)

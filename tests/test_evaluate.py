@@ -4,11 +4,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import tiny, video
 
 from srvp.evaluate import evaluate, format_table, save_results, summarize
 from srvp.metrics import psnr
-
-from helpers import tiny, video
 
 
 class NoisyOracle(torch.nn.Module):
@@ -31,7 +30,8 @@ class NoisyOracle(torch.nn.Module):
             k = self.calls
             self.calls += 1
             truth = self._truth_of(x_cond)
-            levels = torch.tensor([(k + b) % self.n + 1 for b in range(x_cond.shape[1])])
+            bsz = x_cond.shape[1]
+            levels = torch.tensor([(k + b) % self.n + 1 for b in range(bsz)])
             g = torch.Generator().manual_seed(k)
             noise = torch.rand(truth.shape, generator=g) - 0.5
             out.append((truth + 0.05 * levels.view(1, -1, 1, 1, 1) * noise).clamp(0, 1))

@@ -3,13 +3,12 @@ import math
 
 import pytest
 import torch
+from helpers import tiny, video
 from torch import distributions as D
 
 from srvp import elbo_loss
 from srvp.loss import gaussian_nll, kl_normal, kl_standard_normal
 from srvp.model import normal_scale
-
-from helpers import tiny, video
 
 
 def _normal(params):

@@ -3,11 +3,10 @@ import math
 
 import pytest
 import torch
+from helpers import tiny, video
 
 from srvp import elbo_loss
 from srvp.model import euler_substeps
-
-from helpers import tiny, video
 
 PRESETS = ["smoke", "smmnist", "kth", "human", "bair"]
 

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import video
 
 from srvp import SRVP, Config, load_official, preset, save_experiment
-
-from helpers import video
 
 SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "spec" / \
     "official_state_dicts.json"

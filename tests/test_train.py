@@ -41,8 +41,8 @@ def test_run_folder_layout_and_log(tmp_path, mnist_dir):
     assert {"config.json", "model.pt", "model_best.pt", "checkpoint.pt",
             "log.jsonl"} <= names
     assert not [n for n in names if n.endswith(".tmp")]
-    records = [json.loads(ln) for ln in (tmp_path / "log.jsonl").read_text().splitlines()
-               if ln]
+    text = (tmp_path / "log.jsonl").read_text()
+    records = [json.loads(ln) for ln in text.splitlines() if ln]
     assert [r["step"] for r in records if "val_psnr" in r] == [6, 12]
     assert t.step == 12 and 0 < t.best_psnr < 60
 
@@ -54,7 +54,8 @@ def test_resume_gives_the_uninterrupted_result(tmp_path, mnist_dir):
     assert stopped.step == 5
     train(_cfg(), part, mnist_dir, resume=True, progress=False)
     _assert_same(_params(full), _params(part))
-    steps = [json.loads(ln)["step"] for ln in (part / "log.jsonl").read_text().splitlines()]
+    text = (part / "log.jsonl").read_text()
+    steps = [json.loads(ln)["step"] for ln in text.splitlines()]
     assert steps == sorted(steps)
 
 

@@ -15,7 +15,8 @@ def test_frame_grid_layout_and_colours():
     fig = viz.frame_grid({"truth": truth, "best": pred}, nt_cond=2)
     assert len(fig.axes) == 12
     first = fig.axes[0]
-    assert first.spines["left"].get_edgecolor()[:3] == matplotlib.colors.to_rgb("tab:green")
+    green = matplotlib.colors.to_rgb("tab:green")
+    assert first.spines["left"].get_edgecolor()[:3] == green
     pred_cell = fig.axes[6 + 2]  # row 2, column 3: first predicted frame
     assert pred_cell.images and pred_cell.spines["left"].get_edgecolor()[:3] == \
         matplotlib.colors.to_rgb("tab:red")
