@@ -1,4 +1,4 @@
-"""Training batches that depend only on (seed, rank, step) (book ch. 5).
+"""Training batches that depend only on (seed, rank, step) (book ch. 4).
 
 Batch ``i`` of a run is drawn from a NumPy generator seeded with
 ``(seed, rank, i)``, so a resumed run sees exactly the batches the uninterrupted

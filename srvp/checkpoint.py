@@ -1,4 +1,4 @@
-"""Reading official experiment folders and writing checkpoints safely (book ch. 9).
+"""Reading official experiment folders and writing checkpoints safely (book ch. 8).
 
 An official experiment folder holds ``config.json`` (the training flags) and
 ``model.pt`` (a plain state dict), as released with the paper. Runs of this

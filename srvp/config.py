@@ -1,4 +1,4 @@
-"""Configurations and the paper's presets (book ch. 3 and 5).
+"""Configurations and the paper's presets (book ch. 2 and 4).
 
 A :class:`Config` is a frozen dataclass. Field names are the official flag names of
 the SRVP training script, so every official command line maps one to one onto a
@@ -255,7 +255,7 @@ PRESETS: Dict[str, Config] = {
 }
 # Small enough to train usefully on two CPU cores (the model shipped with the book).
 # Half the filters, batch 16, a higher constant rate and a short schedule: about
-# two hours on two cores (see book ch. 5 for the run and its curves).
+# two hours on two cores (see book ch. 4 for the run and its curves).
 PRESETS["cpu"] = PRESETS["smmnist"].replace(
     nf=32, batch_size=16, lr=6e-4, lr_scheduling_burnin=5_000,
     lr_scheduling_n_iter=1_000, val_interval=500, n_iter_test=4, n_samples_test=20)

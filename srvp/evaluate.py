@@ -1,5 +1,5 @@
 """The paper's evaluation protocol: best of N samples per video and metric
-(book ch. 6).
+(book ch. 5).
 
 For every test video, ``n_samples`` futures are drawn; each metric is averaged
 over the predicted frames of a sample, the best sample is chosen per video and

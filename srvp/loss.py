@@ -1,5 +1,5 @@
 """The training objective: the negative ELBO as the official code optimises it
-(book ch. 4 and 5).
+(book ch. 3 and 4).
 
 loss = [ sum_t NLL(x_t | x_hat_t)                (every frame, every pixel)
          + beta_y KL(q(y_1) || N(0, I))

@@ -1,4 +1,4 @@
-"""The SRVP model: inference, learned prior, residual dynamics (book ch. 3 and 4).
+"""The SRVP model: inference, learned prior, residual dynamics (book ch. 2 and 3).
 
 Tensors are time first, as in the official code: videos are (T, B, C, H, W) with
 values in [0, 1], latent sequences (T, B, n). The paper's y_1 is ``y[0]`` here.
@@ -151,7 +151,7 @@ class SRVP(nn.Module):
 
     def _residual_step(self, y_t: torch.Tensor, z_tp1: torch.Tensor,
                        dt: float) -> Tuple[torch.Tensor, torch.Tensor]:
-        """One Euler step y_t+dt = y_t + dt f(y_t, z_t+1) (book ch. 4, Eq. 3).
+        """One Euler step y_t+dt = y_t + dt f(y_t, z_t+1) (book ch. 3).
 
         Returns the new state and the residual ``dt * f(y_t, z_t+1)``.
         """
@@ -196,7 +196,7 @@ class SRVP(nn.Module):
 
     def forward(self, x: torch.Tensor, nt: Optional[int] = None,
                 dt: Optional[float] = None, intermediate: bool = False) -> Output:
-        """Infer, integrate and decode: the path of training (book ch. 5).
+        """Infer, integrate and decode: the path of training (book ch. 4).
 
         Parameters
         ----------
@@ -220,7 +220,7 @@ class SRVP(nn.Module):
     def predict(self, x_cond: torch.Tensor, nt_pred: int, n_samples: int = 1,
                 dt: Optional[float] = None, intermediate: bool = False,
                 chunk_size: int = 256) -> torch.Tensor:
-        """Sample ``n_samples`` futures of ``nt_pred`` frames (book ch. 6).
+        """Sample ``n_samples`` futures of ``nt_pred`` frames (book ch. 5 and 6).
 
         The conditioning frames are encoded once; every sample redraws y_1 and
         the posterior z of the conditioning frames, then the prior z of the

@@ -1,4 +1,4 @@
-"""Building blocks: DCGAN-64 and VGG-64 encoders/decoders, the MLP (book ch. 3).
+"""Building blocks: DCGAN-64 and VGG-64 encoders/decoders, the MLP (book ch. 2).
 
 Module and attribute names follow the official implementation so that its
 state dicts load with ``strict=True``. Every convolution has ``bias=False`` and

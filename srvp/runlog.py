@@ -1,4 +1,4 @@
-"""Reading and plotting a run's ``log.jsonl`` (book ch. 5)."""
+"""Reading and plotting a run's ``log.jsonl`` (book ch. 4)."""
 from __future__ import annotations
 
 import json

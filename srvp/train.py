@@ -1,4 +1,4 @@
-"""Training: the official loop, resumable, on CPU, one GPU or many (book ch. 5).
+"""Training: the official loop, resumable, on CPU, one GPU or many (book ch. 4).
 
 A run folder holds ``config.json`` and ``model.pt`` (the official layout, so
 :func:`srvp.load_official` reads it), ``model_best.pt`` (best validation PSNR),

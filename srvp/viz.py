@@ -1,4 +1,4 @@
-"""Pictures of videos and results, with matplotlib only (book ch. 1, 6-8).
+"""Pictures of videos and results, with matplotlib only (book ch. 1, 5-7).
 
 Videos are (T, C, H, W) or (T, H, W) arrays or tensors, float in [0, 1] or uint8.
 """
