@@ -161,6 +161,24 @@ def _package(per_video, per_frame, refs, kept, best_s, worst_s, protocol) -> Dic
     return out
 
 
+def add_fvd(results: Dict, i3d_model, batch_size: int = 16) -> float:
+    """FVD of the official protocol, stored in ``results["fvd"]``.
+
+    Real set: conditioning frames + ground truth; generated set: conditioning
+    frames + the first random sample of each video (not the best one).
+    """
+    from .metrics.fvd import fvd, fvd_videos
+
+    s = results["samples"]
+    as_video = lambda a: torch.from_numpy(a).float().div(255).transpose(0, 1)  # noqa: E731
+    real, fake = fvd_videos(as_video(s["cond"]), as_video(s["truth"]),
+                            as_video(s["random"][:, 0]))
+    value = fvd(real, fake, model=i3d_model, batch_size=batch_size)
+    results["fvd"] = {"value": float(value), "sample": "random sample 1",
+                      "note": "PyTorch I3D: close to, not identical with, TF-Hub FVD"}
+    return float(value)
+
+
 def summarize(values: np.ndarray) -> Dict[str, float]:
     """Mean and 95% interval half-width 1.96 std / sqrt(n) (population std)."""
     values = np.asarray(values, dtype=np.float64)
@@ -207,4 +225,6 @@ def format_table(results: Dict) -> str:
     for label, m in rows:
         lines.append(f"{label:24s}" + "".join(
             f"{m[n]['mean']:>12.4f} ± {m[n]['ci95']:<5.3f}" for n in names))
+    if "fvd" in results:
+        lines.append(f"FVD (random sample): {results['fvd']['value']:.1f}")
     return "\n".join(lines)

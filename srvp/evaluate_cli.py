@@ -78,6 +78,11 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     res = evaluate(model, batches, nt_cond, nt_pred, n_samples, dt=dt,
                    lpips_model=lpips_model, seed=args.seed, device=device)
+    if args.i3d_weights:
+        from .evaluate import add_fvd
+        from .metrics.i3d import load_i3d
+
+        add_fvd(res, load_i3d(args.i3d_weights, device=device))
     res["model"] = {"folder": str(args.run), "checkpoint": args.checkpoint,
                     "dataset": cfg.dataset}
     out = Path(args.out) if args.out else Path(args.run) / "results.json"
@@ -117,5 +122,8 @@ def register(subparsers) -> None:
     p.add_argument("--lpips-download", action="store_true",
                    help="let the lpips package download AlexNet (needs internet)")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
+    p.add_argument("--i3d-weights", help="i3d_pretrained_400.pt: also compute FVD "
+                   "(conditioning + one random sample against conditioning + "
+                   "ground truth)")
     p.add_argument("--out", help="results JSON (default: RUN/results.json)")
     p.set_defaults(func=_run)

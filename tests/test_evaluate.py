@@ -120,3 +120,19 @@ def test_cli_on_a_run_folder(tmp_path, mnist_dir):
     assert "reference: last_frame" in res.stdout
     report = json.loads((tmp_path / "run" / "results.json").read_text())
     assert report["metrics"]["psnr"]["n"] == 4
+
+
+def test_fvd_from_results_with_random_i3d():
+    """FVD plumbing on the stored samples, with a randomly initialised I3D
+    (numbers meaningless; the real weights cannot be downloaded here)."""
+    from srvp.evaluate import add_fvd
+    from srvp.metrics.i3d import InceptionI3d
+
+    x, truth = _data(bsz=2)
+    x = torch.cat([x, x[-3:]])  # 10 frames: I3D needs at least 9
+    res = evaluate(NoisyOracle(x, 2, nt_cond=3), [x], 3, 7, n_samples=2,
+                   progress=False)
+    i3d = InceptionI3d().eval()
+    value = add_fvd(res, i3d, batch_size=2)
+    assert np.isfinite(value) and res["fvd"]["value"] == value
+    assert "FVD" in format_table(res)
