@@ -15,7 +15,7 @@ from typing import Any, Dict, Tuple, Union
 import torch
 
 from .config import Config
-from .model import SRVP
+from .models import build_model
 
 PathLike = Union[str, os.PathLike]
 
@@ -63,8 +63,9 @@ def read_state_dict(path: PathLike,
 
 
 def load_official(xp_dir: PathLike, checkpoint: str = "model.pt",
-                  map_location: Any = "cpu") -> Tuple[SRVP, Config]:
-    """Build an :class:`SRVP` from an experiment folder and load its weights.
+                  map_location: Any = "cpu") -> Tuple[torch.nn.Module, Config]:
+    """Build the model of an experiment folder (an :class:`SRVP`, or the
+    baseline its ``model`` field names) and load its weights.
 
     Parameters
     ----------
@@ -85,18 +86,19 @@ def load_official(xp_dir: PathLike, checkpoint: str = "model.pt",
                                 "config.json and model.pt")
     with open(cfg_path) as f:
         cfg = Config.from_official(json.load(f))
-    model = SRVP(cfg)
+    model = build_model(cfg)
     sd = read_state_dict(xp_dir / checkpoint, map_location)
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as err:
         raise ValueError(f"{xp_dir / checkpoint} does not match its config.json "
-                         f"({cfg.archi}, ny={cfg.ny}, nz={cfg.nz}, nc={cfg.nc}, "
-                         f"skipco={cfg.skipco}): {err}") from err
+                         f"(model={cfg.model}, {cfg.archi}, ny={cfg.ny}, "
+                         f"nz={cfg.nz}, nc={cfg.nc}, skipco={cfg.skipco}): "
+                         f"{err}") from err
     return model.eval(), cfg
 
 
-def save_experiment(model: SRVP, xp_dir: PathLike,
+def save_experiment(model: torch.nn.Module, xp_dir: PathLike,
                     checkpoint: str = "model.pt") -> None:
     """Write ``config.json`` and the weights in the official layout, atomically."""
     xp_dir = Path(xp_dir)

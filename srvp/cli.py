@@ -12,7 +12,7 @@ from .config import PRESETS
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
-    from .model import SRVP
+    from .models import build_model
 
     names = [args.name] if args.name else list(PRESETS)
     for name in names:
@@ -21,7 +21,7 @@ def _cmd_presets(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         cfg = PRESETS[name]
-        n = sum(p.numel() for p in SRVP(cfg).parameters())
+        n = sum(p.numel() for p in build_model(cfg).parameters())
         print(f"{name:8s} {cfg.archi:5s} nc={cfg.nc} ny={cfg.ny} nz={cfg.nz} "
               f"nf={cfg.nf} skipco={cfg.skipco} dt=1/{cfg.n_euler_steps} "
               f"obs_scale={cfg.obs_scale} batch={cfg.batch_size} "

@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Dict
 
 ARCHITECTURES = ("dcgan", "vgg")
+MODELS = ("srvp", "svg")
 DATASETS = ("smmnist", "mmnist", "kth", "human", "bair")
 
 
@@ -38,6 +39,7 @@ class Config:
     deterministic: bool = False  # Moving MNIST only: deterministic bounces
     subsampling: int = 8  # Human3.6M only: keep one frame in `subsampling`
     # -- Model
+    model: str = "srvp"  # "srvp", or the baseline "svg" (srvp.baselines.SVG)
     archi: str = "dcgan"
     skipco: bool = False
     nf: int = 64
@@ -51,6 +53,14 @@ class Config:
     nlayers_res: int = 4
     res_gain: float = 1.41
     n_euler_steps: int = 1  # training Euler steps per frame: dt = 1 / n_euler_steps
+    # -- SVG-LP baseline only (official train_svg_lp.py flag names and defaults)
+    g_dim: int = 128  # frame code size (encoder output, predictor output)
+    z_dim: int = 10
+    rnn_size: int = 256
+    predictor_rnn_layers: int = 2
+    prior_rnn_layers: int = 1
+    posterior_rnn_layers: int = 1
+    beta: float = 1e-4  # weight of KL(q || p)
     # -- Loss
     obs_scale: float = 1.0
     beta_y: float = 1.0
@@ -77,6 +87,8 @@ class Config:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field when a value cannot work."""
         _check_types(self)
+        if self.model not in MODELS:
+            raise ValueError(f"model={self.model!r}: expected one of {MODELS}")
         if self.archi not in ARCHITECTURES:
             raise ValueError(f"archi={self.archi!r}: expected one of {ARCHITECTURES}")
         if self.nx != 64:
@@ -259,6 +271,13 @@ PRESETS: Dict[str, Config] = {
 PRESETS["cpu"] = PRESETS["smmnist"].replace(
     nf=32, batch_size=16, lr=6e-4, lr_scheduling_burnin=5_000,
     lr_scheduling_n_iter=1_000, val_interval=500, n_iter_test=4, n_samples_test=20)
+# SVG-LP (Denton & Fergus, 2018) on SM-MNIST: the official train_svg_lp.py
+# defaults and README command (5 + 10 frames, batch 100, Adam lr 2e-3 with betas
+# (0.9, 0.999)); a constant rate for 300 epochs of 600 steps.
+PRESETS["svg"] = PRESETS["smmnist"].replace(
+    model="svg", nf=64, g_dim=128, z_dim=10, rnn_size=256, predictor_rnn_layers=2,
+    prior_rnn_layers=1, posterior_rnn_layers=1, beta=1e-4, nt_cond=5, seq_len=15,
+    batch_size=100, lr=2e-3, lr_scheduling_burnin=180_000, lr_scheduling_n_iter=0)
 # Seconds on a CPU: for tests and the smoke profile of the book.
 PRESETS["smoke"] = PRESETS["smmnist"].replace(
     nf=8, nhx=16, ny=4, nz=4, nt_inf=2, nt_cond=2, nh_inf=16, nh_res=16,

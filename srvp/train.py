@@ -25,9 +25,8 @@ from tqdm.auto import tqdm
 from .batches import StepBatches, make_sources, validation_batches
 from .checkpoint import atomic_torch_save
 from .config import Config, atomic_write_text
-from .loss import elbo_loss
 from .metrics.pixel import psnr
-from .model import SRVP
+from .models import build_model, compute_loss
 
 
 class TrainingDiverged(RuntimeError):
@@ -109,7 +108,7 @@ class Trainer:
         self.train_source, self.val_source = make_sources(cfg, data_dir)
         self._setup_distributed()
         torch.manual_seed(opts.seed)  # the same initial weights on every rank
-        self.model = SRVP(cfg).to(self.device)
+        self.model = build_model(cfg).to(self.device)
         self.net = self._wrap(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.scaler = torch.amp.GradScaler("cuda", enabled=opts.amp == "fp16")
@@ -143,7 +142,7 @@ class Trainer:
             torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = True
 
-    def _wrap(self, model: SRVP):
+    def _wrap(self, model: torch.nn.Module):
         net = model
         if self.world > 1:
             if self.device.type == "cuda":
@@ -205,7 +204,7 @@ class Trainer:
         torch.manual_seed(step_seed(self.opts.seed, self.rank, self.step + 1))
         x = x.to(self.device, non_blocking=True)
         with self._autocast():
-            terms = elbo_loss(self.net(x), x, self.cfg)
+            terms = compute_loss(self.net(x), x, self.cfg)
         if not torch.isfinite(terms.loss):
             raise TrainingDiverged(
                 f"loss is {terms.loss.item()} at step {self.step + 1}; the last "
@@ -270,8 +269,8 @@ class Trainer:
                                it_s=round(n_log / max(time.time() - t_log, 1e-9), 3))
                     t_log, n_log = time.time(), 0
                     self.log(rec)
-                    bar.set_postfix(loss=rec["loss"], nll=rec["nll"],
-                                    kl_z=rec["kl_z"], refresh=False)
+                    bar.set_postfix({k: rec[k] for k in terms._fields[:3]},
+                                    refresh=False)
                 if self.step % self.cfg.val_interval == 0 and self.rank == 0:
                     self._validate_and_keep_best(val)
                 if self.step % self.opts.ckpt_interval == 0:
