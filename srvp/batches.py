@@ -17,6 +17,7 @@ import torch
 from .config import Config
 
 MNIST_DATASETS = ("smmnist", "mmnist")
+VIDEO_DATASETS = ("kth", "human", "bair")
 
 
 class StepBatches(torch.utils.data.Dataset):
@@ -53,14 +54,19 @@ def make_sources(cfg: Config, data_dir: Optional[str]) -> Tuple[object, object]:
     """The training and validation generators of ``cfg.dataset``.
 
     Moving MNIST reads the MNIST training digits from ``data_dir`` (or
-    ``SRVP_MNIST_DIR``): 95% train, 5% validation (official split). Raises a
-    ``FileNotFoundError`` naming the missing files before any training starts.
+    ``SRVP_MNIST_DIR``): 95% train, 5% validation (official split). KTH,
+    Human3.6M and BAIR read the converted videos of ``data_dir`` (see
+    ``python -m srvp data --help``), memory-mapped; their validation clips are
+    the official seed-42 5% of the training videos, ``cfg.seq_len_test`` frames
+    long. Raises a ``FileNotFoundError`` naming the missing files before any
+    training starts.
     """
+    if cfg.dataset in VIDEO_DATASETS:
+        return _video_sources(cfg, data_dir)
     if cfg.dataset not in MNIST_DATASETS:
-        raise NotImplementedError(
-            f"dataset {cfg.dataset!r}: only Moving MNIST ({MNIST_DATASETS}) can be "
-            "trained on by this version; the KTH, Human3.6M and BAIR pipelines are "
-            "not written yet")
+        known = MNIST_DATASETS + VIDEO_DATASETS
+        raise NotImplementedError(f"dataset {cfg.dataset!r}: no training data "
+                                  f"pipeline (known: {known})")
     from .data.mmnist import MovingMNIST
 
     if data_dir is not None and not Path(data_dir).is_dir():
@@ -71,6 +77,24 @@ def make_sources(cfg: Config, data_dir: Optional[str]) -> Tuple[object, object]:
                                    **common)
     val = MovingMNIST.from_mnist(data_dir, fold="val", seq_len=cfg.seq_len_test,
                                  **common)
+    return train, val
+
+
+def _video_sources(cfg: Config, data_dir: Optional[str]) -> Tuple[object, object]:
+    """Training and validation clips of KTH, Human3.6M or BAIR."""
+    if data_dir is None or not Path(data_dir).is_dir():
+        raise FileNotFoundError(f"dataset {cfg.dataset!r} needs --data-dir, the "
+                                f"folder of its converted videos (got {data_dir})")
+    from .data import bair, human, kth
+
+    if cfg.dataset == "kth":
+        make, extra = kth.KTH.from_dir, {"image_size": cfg.nx}
+    elif cfg.dataset == "human":
+        make, extra = human.Human.from_dir, {"subsampling": cfg.subsampling}
+    else:
+        make, extra = bair.Bair.from_dir, {}
+    train = make(data_dir, fold="train", seq_len=cfg.seq_len, **extra)
+    val = make(data_dir, fold="val", seq_len=cfg.seq_len_test, **extra)
     return train, val
 
 

@@ -13,7 +13,10 @@ _EPILOG = """examples:
 
 Moving MNIST: --data-dir is a folder with the test-set .npz (from `python -m srvp
 data mmnist-testset`) or the MNIST test IDX files, from which the official test
-set is rebuilt in memory. LPIPS needs torchvision's AlexNet weights
+set is rebuilt in memory. KTH: the folder holding svg_test_set_40.npz (`python -m
+srvp data kth-testset`); Human3.6M: the folder holding test_set_53_8
+(`human-testset`); BAIR: the folder holding processed/test (`bair-convert`).
+LPIPS needs torchvision's AlexNet weights
 (alexnet-owt-7be5be79.pth): pass --lpips-weights, put the file under
 $TORCH_HOME/hub/checkpoints, or use --lpips-download where the internet is
 reachable; --no-lpips skips it."""
@@ -24,24 +27,44 @@ def test_batches(cfg, data_dir, nt: int, batch_size: int, n_videos=None):
     from .data.mmnist import collate_fn
     from .data.testset import MovingMNISTTestSet, build_test_set, official_filename
 
-    if cfg.dataset not in ("smmnist", "mmnist"):
-        raise NotImplementedError(f"dataset {cfg.dataset!r}: only the Moving MNIST "
-                                  "test sets can be read by this version")
-    data_dir = Path(data_dir)
-    if (data_dir / official_filename(cfg.deterministic)).exists() or \
-            data_dir.suffix == ".npz":
-        ds = MovingMNISTTestSet(data_dir, cfg.deterministic, seq_len=nt)
-        videos = [ds[i] for i in range(len(ds) if n_videos is None else n_videos)]
+    if cfg.dataset in ("kth", "human", "bair"):
+        ds = video_test_set(cfg, data_dir, nt)
+        videos = [ds[i] for i in range(len(ds) if n_videos is None
+                                        else min(n_videos, len(ds)))]
+    elif cfg.dataset not in ("smmnist", "mmnist"):
+        raise NotImplementedError(f"dataset {cfg.dataset!r}: no test set reader")
     else:
-        from .data.mnist import load_mnist
+        data_dir = Path(data_dir)
+        if (data_dir / official_filename(cfg.deterministic)).exists() or \
+                data_dir.suffix == ".npz":
+            ds = MovingMNISTTestSet(data_dir, cfg.deterministic, seq_len=nt)
+            videos = [ds[i] for i in range(len(ds) if n_videos is None else n_videos)]
+        else:
+            from .data.mnist import load_mnist
 
-        images, labels = load_mnist(data_dir, split="test")
-        seqs = build_test_set(images, labels, deterministic=cfg.deterministic,
-                              num_videos=n_videos, progress=False)["sequences"]
-        videos = [torch.from_numpy(seqs[:nt, i]).unsqueeze(1)
-                  for i in range(seqs.shape[1])]
+            images, labels = load_mnist(data_dir, split="test")
+            seqs = build_test_set(images, labels, deterministic=cfg.deterministic,
+                                  num_videos=n_videos, progress=False)["sequences"]
+            videos = [torch.from_numpy(seqs[:nt, i]).unsqueeze(1)
+                      for i in range(seqs.shape[1])]
     for i in range(0, len(videos), batch_size):
         yield collate_fn(videos[i:i + batch_size])
+
+
+def video_test_set(cfg, data_dir, nt: int):
+    """The KTH, Human3.6M or BAIR test set in ``data_dir``, serving ``nt`` frames.
+
+    KTH: ``svg_test_set_40.npz`` (or that file's path); Human3.6M: the folder of
+    test clips (or the data folder holding ``test_set_53_8``), subsampled by
+    ``cfg.subsampling``; BAIR: the data folder holding ``processed/test``.
+    """
+    from .data import bair, human, kth
+
+    if cfg.dataset == "kth":
+        return kth.KTHTestSet(data_dir, seq_len=nt)
+    if cfg.dataset == "human":
+        return human.HumanTestSet(data_dir, seq_len=nt, subsampling=cfg.subsampling)
+    return bair.BairTestSet(data_dir, seq_len=nt)
 
 
 def _run(args: argparse.Namespace) -> int:

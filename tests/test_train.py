@@ -135,7 +135,7 @@ def test_wrong_options_fail_before_training(tmp_path, mnist_dir):
     with pytest.raises(ValueError, match="no checkpoint"):
         Trainer(_cfg(), tmp_path / "c", mnist_dir, Options(progress=False),
                 resume=True)
-    with pytest.raises(NotImplementedError, match="kth"):
+    with pytest.raises(FileNotFoundError, match="processed_64"):
         Trainer(preset("kth"), tmp_path / "d", mnist_dir, Options(progress=False))
     res = subprocess.run([sys.executable, "-m", "srvp", "train", "--preset", "nope",
                           "--out", str(tmp_path / "e")], capture_output=True, text=True)

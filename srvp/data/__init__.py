@@ -1,9 +1,13 @@
-"""Datasets: MNIST IDX files, on-the-fly Moving MNIST and its fixed test sets.
+"""Datasets: Moving MNIST (on the fly), KTH, Human3.6M and BAIR, and test sets.
 
 See book ch. 1. Videos are uint8 (T, C, H, W) items; :func:`collate_fn` batches
-them into float tensors (T, B, C, H, W) in [0, 1].
+them into float tensors (T, B, C, H, W) in [0, 1]. Training sources draw uint8
+clips (n, T, C, H, W) with ``generate(n, rng=...)``.
 """
 
+from .bair import Bair, BairTestSet, convert_bair, download_bair
+from .human import Human, HumanTestSet, convert_human
+from .kth import KTH, KTHTestSet, convert_kth, download_kth
 from .mmnist import MovingMNIST, collate_fn, render, sample_trajectories
 from .mnist import (
     ENV_VAR,
@@ -23,8 +27,21 @@ from .testset import (
     official_filename,
     save_test_set,
 )
+from .tfrecord import TFRecordError
 
 __all__ = [
+    "Bair",
+    "BairTestSet",
+    "Human",
+    "HumanTestSet",
+    "KTH",
+    "KTHTestSet",
+    "TFRecordError",
+    "convert_bair",
+    "convert_human",
+    "convert_kth",
+    "download_bair",
+    "download_kth",
     "ENV_VAR",
     "IDXFormatError",
     "InvalidTestSetError",
