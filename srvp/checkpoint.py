@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Tuple, Union
 
 import torch
 
 from .config import Config
+from .fileio import atomic_file
 from .models import build_model
 
 PathLike = Union[str, os.PathLike]
@@ -25,17 +25,8 @@ def atomic_torch_save(obj: Any, path: PathLike) -> None:
 
     A crash or a kill during the write leaves any previous file intact.
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def read_state_dict(path: PathLike,

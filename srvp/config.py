@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, fields
 from typing import Any, Dict
+
+from .fileio import atomic_write_text
 
 ARCHITECTURES = ("dcgan", "vgg")
 MODELS = ("srvp", "svg")
@@ -217,22 +218,6 @@ def _check_types(cfg: Config) -> None:
         if not ok:
             raise TypeError(f"{f.name}={v!r}: expected {t.__name__}, got "
                             f"{type(v).__name__}")
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 _MNIST = dict(dataset="smmnist", nc=1, archi="dcgan", skipco=False, ny=20, nz=20,

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .config import atomic_write_text
+from .fileio import atomic_file, atomic_write_text
 from .metrics.pixel import psnr, ssim
 
 LOWER_IS_BETTER = {"lpips"}
@@ -190,8 +190,6 @@ def summarize(values: np.ndarray) -> Dict[str, float]:
 def save_results(results: Dict, path) -> None:
     """Write the JSON report (metrics, intervals, per-video values), atomically;
     the sample arrays go to ``<path stem>_samples.npz`` beside it."""
-    import os
-    import tempfile
     from pathlib import Path
 
     path = Path(path)
@@ -204,15 +202,8 @@ def save_results(results: Dict, path) -> None:
             report[key] = results[key]
     atomic_write_text(path, json.dumps(report, indent=1) + "\n")
     npz = path.with_name(path.stem + "_samples.npz")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, **results["samples"])
-        os.replace(tmp, npz)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_file(npz) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **results["samples"])
 
 
 def format_table(results: Dict) -> str:

@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 
 from .batches import StepBatches, make_sources, validation_batches
 from .checkpoint import atomic_torch_save
-from .config import Config, atomic_write_text
+from .config import Config
+from .fileio import atomic_write_text
 from .metrics.pixel import psnr
 from .models import build_model, compute_loss
 

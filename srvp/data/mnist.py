@@ -21,11 +21,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
 import urllib.request
 from pathlib import Path
 
 import numpy as np
+
+from ..fileio import atomic_file
 
 ENV_VAR = "SRVP_MNIST_DIR"
 
@@ -229,19 +230,14 @@ def md5sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def _fetch(url: str, target: Path, md5: str, timeout: float) -> None:
     """Download ``url`` to a temporary file, check its MD5, rename it to ``target``."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with atomic_file(target) as tmp:
+        with open(tmp, "wb") as out:
             response = urllib.request.urlopen(url, timeout=timeout)
             with response:
                 for block in iter(lambda: response.read(1 << 20), b""):
                     out.write(block)
         if md5sum(tmp) != md5:
             raise OSError(f"MD5 mismatch for {url}")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def download_mnist(

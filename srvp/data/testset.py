@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -44,6 +43,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..fileio import atomic_file
 from .mmnist import bounce_one, render
 from .mnist import load_mnist
 
@@ -192,14 +192,8 @@ def save_test_set(arrays: dict[str, np.ndarray], out_dir: str | os.PathLike,
     out_dir.mkdir(parents=True, exist_ok=True)
     num_digits, frame_size = arrays["digits"].shape[1], arrays["sequences"].shape[-1]
     target = out_dir / official_filename(deterministic, num_digits, frame_size)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(handle, **{k: arrays[k] for k in ARRAY_NAMES})
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_file(target) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **{k: arrays[k] for k in ARRAY_NAMES})
     return target
 
 

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..fileio import atomic_file
+
 
 class VideoDecodeError(ValueError):
     """A video file cannot be decoded (corrupt, truncated or not a video)."""
@@ -130,26 +132,6 @@ def crop_resize(frame: np.ndarray, box: tuple[int, int, int, int],
 
 
 # ------------------------------------------------------------ atomic output
-@contextlib.contextmanager
-def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``, renamed to it if the block succeeds.
-
-    On any exception the temporary file is removed and ``target`` is untouched.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                               suffix=".part")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
     """Save ``array`` as a ``.npy`` file, atomically; return the path."""
     with atomic_file(path) as tmp, open(tmp, "wb") as f:
