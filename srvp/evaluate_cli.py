@@ -138,9 +138,11 @@ def register(subparsers) -> None:
     p.add_argument("--n-euler-steps", type=int,
                    help="Euler steps per frame at test time (dt = 1/N; default: "
                         "the training value)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="test videos per batch (does not change the scores)")
     p.add_argument("--seed", type=int, default=1, help="test seed (official: 1)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument("--lpips-weights", help="path to alexnet-owt-7be5be79.pth")
     p.add_argument("--lpips-download", action="store_true",
                    help="let the lpips package download AlexNet (needs internet)")
