@@ -22,9 +22,14 @@ def _cmd_presets(args: argparse.Namespace) -> int:
             return 2
         cfg = PRESETS[name]
         n = sum(p.numel() for p in build_model(cfg).parameters())
-        print(f"{name:8s} {cfg.archi:5s} nc={cfg.nc} ny={cfg.ny} nz={cfg.nz} "
-              f"nf={cfg.nf} skipco={cfg.skipco} dt=1/{cfg.n_euler_steps} "
-              f"obs_scale={cfg.obs_scale} batch={cfg.batch_size} "
+        if cfg.model == "svg":
+            sizes = (f"svg   nc={cfg.nc} g_dim={cfg.g_dim} z_dim={cfg.z_dim} "
+                     f"rnn_size={cfg.rnn_size} nf={cfg.nf} beta={cfg.beta}")
+        else:
+            sizes = (f"{cfg.archi:5s} nc={cfg.nc} ny={cfg.ny} nz={cfg.nz} "
+                     f"nf={cfg.nf} skipco={cfg.skipco} dt=1/{cfg.n_euler_steps} "
+                     f"obs_scale={cfg.obs_scale}")
+        print(f"{name:8s} {sizes} batch={cfg.batch_size} lr={cfg.lr:g} "
               f"iters={cfg.n_iter:,} params={n:,}")
         if args.name:
             for key, value in cfg.to_dict().items():

@@ -116,15 +116,17 @@ class SRVP(nn.Module):
             skips = [f.view(nt, bsz, *f.shape[1:])[-1] for f in feats]
         return hx.view(nt, bsz, -1), skips
 
-    def decode(self, w: torch.Tensor, y: torch.Tensor, skips: Skips) -> torch.Tensor:
+    def decode(self, w: torch.Tensor, y: torch.Tensor, skips: Skips,
+               fused: bool = False) -> torch.Tensor:
         """Decode states ``y`` (T, B, ny) with content ``w`` (B, nh_inf) into
-        frames (T, B, C, H, W); the same skips serve every time step."""
+        frames (T, B, C, H, W); the same skips serve every time step.
+        ``fused``: evaluation-mode fast path (see :meth:`Decoder.forward`)."""
         nt, bsz = y.shape[:2]
         h = torch.cat([w.expand(nt, *w.shape), y], -1).view(nt * bsz, -1)
         if skips is not None:
             skips = [s.expand(nt, *s.shape).reshape(nt * bsz, *s.shape[1:])
                      for s in skips]
-        x_hat = self.decoder(h, skips)
+        x_hat = self.decoder(h, skips, fused=fused)
         return x_hat.view(nt, bsz, *x_hat.shape[1:])
 
     # --------------------------------------------------------- inference
@@ -275,7 +277,7 @@ class SRVP(nn.Module):
                 y = self._residual_step(y, z, dt)[0]
         ys = self.generate(y, None, nt_pred + 1, dt, intermediate)[0][1:]
         skips = None if skips is None else [rep(s) for s in skips]
-        x = self.decode(rep(w), ys, skips).clamp_(0, 1)
+        x = self.decode(rep(w), ys, skips, fused=True).clamp_(0, 1)
         return x.view(x.shape[0], n, -1, *x.shape[2:]).transpose(0, 1)
 
     # ------------------------------------------------------ content swap

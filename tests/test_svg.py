@@ -364,3 +364,17 @@ def test_trainer_trains_and_reloads_svg(tmp_path, mnist_dir):
     assert [r["step"] for r in records if "val_psnr" in r] == [2, 4]
     loaded, _ = load_official(tmp_path)
     assert type(loaded) is SVG
+
+
+def test_svg_resume_gives_the_uninterrupted_result(tmp_path, mnist_dir):
+    """The trainer's exact resume holds for SVG runs too."""
+    _, cfg = tiny(lr_scheduling_burnin=4, lr_scheduling_n_iter=2, val_interval=3)
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(cfg, full, mnist_dir, progress=False)
+    assert train(cfg, part, mnist_dir, progress=False, max_steps=3).step == 3
+    train(cfg, part, mnist_dir, resume=True, progress=False)
+    a = torch.load(full / "model.pt", weights_only=True)
+    b = torch.load(part / "model.pt", weights_only=True)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

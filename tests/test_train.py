@@ -116,6 +116,24 @@ def test_bf16_autocast_step_on_cpu(tmp_path, mnist_dir):
     assert torch.isfinite(terms.loss)
 
 
+def test_fp16_gradient_scaler_is_checkpointed_and_resumed(tmp_path, mnist_dir):
+    """fp16 with a gradient scaler (run on CPU here): the scale starts at 2^16, so
+    the first steps overflow, are skipped and halve it; a resumed run restores
+    the scale and ends with the uninterrupted run's weights."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    with pytest.warns(UserWarning, match="slower than float32"):
+        t = train(_cfg(), full, mnist_dir, progress=False, amp="fp16")
+    assert t.scaler.is_enabled() and t.scaler.get_scale() < 2.0**16
+    with pytest.warns(UserWarning):
+        stopped = train(_cfg(), part, mnist_dir, progress=False, max_steps=5,
+                        amp="fp16")
+    saved = torch.load(part / "checkpoint.pt", weights_only=False)["scaler"]
+    assert saved["scale"] == stopped.scaler.get_scale() < 2.0**16
+    with pytest.warns(UserWarning):
+        train(_cfg(), part, mnist_dir, resume=True, progress=False, amp="fp16")
+    _assert_same(_params(full), _params(part))
+
+
 def test_wrong_options_fail_before_training(tmp_path, mnist_dir):
     with pytest.raises(ValueError, match="unknown config field"):
         parse_overrides(["n_y=3"])
