@@ -3,13 +3,16 @@ trained for the book are, on a build machine, a laptop or Colab."""
 from __future__ import annotations
 
 import os
-import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Sequence
 
+from .fileio import atomic_file
+
 #: Where a chapter run on its own (Colab) fetches the book's files.
 RAW_URL = "https://raw.githubusercontent.com/srvp-book/srvp/main/book/"
+#: Folder of the SRVP model trained for the book, relative to ``book/``; the
+#: runs of other models sit beside it (``shipped_run(book, run="svg_cpu")``).
 RUN = ("_static", "runs", "cpu")
 
 
@@ -44,19 +47,31 @@ def find_mnist(book: Path, download: bool = True) -> Path:
 
 
 def shipped_run(book: Path, names: Sequence[str] = ("config.json", "model.pt"),
-                optional: Sequence[str] = ()) -> Path:
-    """The folder of the model trained for the book; files missing there (a
-    chapter on Colab) are fetched from the repository. Files in ``optional``
-    may not exist upstream."""
-    folder = Path(book).joinpath(*RUN)
+                optional: Sequence[str] = (), run: str = RUN[-1]) -> Path:
+    """The folder ``_static/runs/<run>`` of a model trained for the book.
+
+    Files missing there (a chapter on Colab) are fetched from the repository;
+    files in ``optional`` may be absent upstream. ``run`` names the folder:
+    ``"cpu"`` (SRVP, the default) or ``"svg_cpu"`` (the SVG-LP baseline, book
+    ch. 9). A required file that can be neither found nor fetched raises
+    ``OSError`` (``urllib.error.HTTPError`` when absent upstream, ``URLError``
+    offline); a folder created for it is then removed again.
+    """
+    parts = (*RUN[:-1], run)
+    folder = Path(book).joinpath(*parts)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     for name in (*names, *optional):
         if (folder / name).exists():
             continue
         try:
-            urllib.request.urlretrieve(RAW_URL + "/".join(RUN) + "/" + name,
-                                       folder / name)
-        except urllib.error.HTTPError:
-            if name not in optional:
-                raise
+            with atomic_file(folder / name) as tmp:  # no half-written file
+                urllib.request.urlretrieve(RAW_URL + "/".join(parts) + "/" + name,
+                                           tmp)
+        except OSError:
+            if name in optional:
+                continue
+            if created and not any(folder.iterdir()):
+                folder.rmdir()
+            raise
     return folder

@@ -180,11 +180,27 @@ def add_fvd(results: Dict, i3d_model, batch_size: int = 16) -> float:
 
 
 def summarize(values: np.ndarray) -> Dict[str, float]:
-    """Mean and 95% interval half-width 1.96 std / sqrt(n) (population std)."""
+    """Mean and 95% interval half-width 1.96 std / sqrt(n) (population std).
+
+    A frame identical to its target has an infinite PSNR (as in the official
+    code), and so has the mean of its video and of the whole set. The mean stays
+    infinite, as the protocol defines it; the summary then also gives
+    ``n_infinite`` and the mean and interval over the finite values
+    (``finite_mean``, ``finite_ci95``).
+    """
     values = np.asarray(values, dtype=np.float64)
     n = len(values)
-    ci95 = 1.96 * values.std() / math.sqrt(n)
-    return {"mean": float(values.mean()), "ci95": float(ci95), "n": n}
+    finite = values[np.isfinite(values)]
+    if len(finite) == n:
+        ci95 = 1.96 * values.std() / math.sqrt(n)
+        return {"mean": float(values.mean()), "ci95": float(ci95), "n": n}
+    with np.errstate(invalid="ignore"):
+        out = {"mean": float(values.mean()), "ci95": float("nan"), "n": n,
+               "n_infinite": int(n - len(finite))}
+    if len(finite):
+        out["finite_mean"] = float(finite.mean())
+        out["finite_ci95"] = float(1.96 * finite.std() / math.sqrt(len(finite)))
+    return out
 
 
 def save_results(results: Dict, path) -> None:
@@ -213,9 +229,17 @@ def format_table(results: Dict) -> str:
     rows = [(f"model (best of {results['protocol']['n_samples']})",
              results["metrics"])]
     rows += [(f"reference: {r}", m) for r, m in results["reference"].items()]
+    notes = []
     for label, m in rows:
         lines.append(f"{label:24s}" + "".join(
             f"{m[n]['mean']:>12.4f} ± {m[n]['ci95']:<5.3f}" for n in names))
+        notes += [f"{label}, {n.upper()}: {m[n]['n_infinite']} of {m[n]['n']} videos "
+                  "have a frame identical to the truth (infinite PSNR, as in the "
+                  "official code); over the others: "
+                  f"{m[n].get('finite_mean', math.nan):.4f} ± "
+                  f"{m[n].get('finite_ci95', math.nan):.3f}"
+                  for n in names if m[n].get("n_infinite")]
+    lines += notes
     if "fvd" in results:
         lines.append(f"FVD (random sample): {results['fvd']['value']:.1f}")
     return "\n".join(lines)

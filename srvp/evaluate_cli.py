@@ -122,7 +122,7 @@ def register(subparsers) -> None:
         "evaluate", help="best-of-N PSNR / SSIM / LPIPS on the official test set",
         description="Evaluate a run folder (or an official experiment folder) with "
                     "the paper's protocol: N samples per test video, the best chosen "
-                    "per video and metric, mean over videos with a 95%% interval, "
+                    "per video and metric, mean over videos with a 95% interval, "
                     "beside the blank and last-frame reference predictors.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="folder with config.json and model.pt")

@@ -1,7 +1,11 @@
 """srvp.book: how chapters find the book folder, MNIST and the shipped model."""
+import urllib.error
+import urllib.request
 from pathlib import Path
 
-from srvp.book import find_book, find_mnist, shipped_run
+import pytest
+
+from srvp.book import RAW_URL, find_book, find_mnist, shipped_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,3 +27,32 @@ def test_shipped_run_uses_local_files(tmp_path):
     (run / "config.json").write_text("{}")
     (run / "model.pt").write_bytes(b"")
     assert shipped_run(tmp_path) == run  # nothing to fetch: no network used
+
+
+def test_shipped_run_fetches_another_run_from_its_own_folder(tmp_path, monkeypatch):
+    fetched = []
+
+    def fake_download(url, path):
+        fetched.append(url)
+        if url.endswith("results.json"):
+            raise urllib.error.HTTPError(url, 404, "Not Found", None, None)
+        Path(path).write_text("{}")
+
+    monkeypatch.setattr(urllib.request, "urlretrieve", fake_download)
+    run = shipped_run(tmp_path, ("config.json",), optional=("results.json",),
+                      run="svg_cpu")
+    assert run == tmp_path / "_static" / "runs" / "svg_cpu"
+    assert sorted(p.name for p in run.iterdir()) == ["config.json"]
+    assert fetched == [RAW_URL + "_static/runs/svg_cpu/config.json",
+                       RAW_URL + "_static/runs/svg_cpu/results.json"]
+
+
+def test_shipped_run_offline_raises_and_leaves_no_folder(tmp_path, monkeypatch):
+    def offline(url, path):
+        Path(path).write_text("half a file")
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlretrieve", offline)
+    with pytest.raises(OSError):
+        shipped_run(tmp_path, run="svg_cpu")
+    assert not (tmp_path / "_static" / "runs" / "svg_cpu").exists()

@@ -1,5 +1,6 @@
 """The evaluation protocol: best-of-N selection, intervals, references, files."""
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -83,6 +84,30 @@ def test_references_and_interval():
     s = summarize(np.array([1.0, 2.0, 3.0, 4.0]))
     assert s["mean"] == 2.5 and s["ci95"] == pytest.approx(1.96 * np.sqrt(1.25) / 2)
     assert "reference: blank" in format_table(res)
+
+
+def test_infinite_psnr_is_kept_and_summarised_apart(tmp_path):
+    """A reference frame identical to the truth has an infinite PSNR: the mean
+    stays infinite (the protocol), the finite videos get their own summary, the
+    table says so, and the JSON report is still written."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy "invalid value" warning
+        s = summarize(np.array([1.0, np.inf, 3.0]))
+    assert s["mean"] == np.inf and s["n_infinite"] == 1 and s["n"] == 3
+    assert s["finite_mean"] == 2.0
+    assert s["finite_ci95"] == pytest.approx(1.96 * 1.0 / np.sqrt(2))
+    assert "n_infinite" not in summarize(np.array([1.0, 2.0]))
+    model, cfg = tiny()
+    x = video(cfg, nt=cfg.nt_gen, bsz=2)
+    x[cfg.nt_cond] = x[cfg.nt_cond - 1]  # the last frame repeated is exact once
+    res = evaluate(model, [x], cfg.nt_cond, cfg.nt_gen - cfg.nt_cond, n_samples=2,
+                   progress=False)
+    last = res["reference"]["last_frame"]["psnr"]
+    assert last["mean"] == np.inf and last["n_infinite"] == 2
+    table = format_table(res)
+    assert "2 of 2 videos have a frame identical to the truth" in table
+    save_results(res, tmp_path / "results.json")
+    assert (tmp_path / "results.json").exists()
 
 
 def test_real_model_end_to_end_and_files(tmp_path):

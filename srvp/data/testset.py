@@ -30,6 +30,9 @@ frames is a *different* test set.
 The trajectories are simulated one digit at a time (their random draws are
 interleaved, so they cannot be vectorised without changing the set); only the
 drawing is vectorised. A full set takes a few seconds.
+
+:func:`digits_overlap` reads the ``latents`` of a set and marks the frames where
+two digits cross (book ch. 9).
 """
 
 from __future__ import annotations
@@ -180,6 +183,41 @@ def build_test_set(images: np.ndarray, labels: np.ndarray, seq_len: int | None =
     return {"sequences": sequences,
             "latents": np.ascontiguousarray(latents.transpose(1, 0, 2, 3)),
             "labels": np.asarray(labels)[pick].astype(np.uint8), "digits": digits}
+
+
+def digits_overlap(latents: np.ndarray, digit_size: int = 28) -> np.ndarray:
+    """Frames where the boxes of at least two digits intersect (book ch. 9).
+
+    Two ``digit_size`` x ``digit_size`` boxes with top-left corners (r1, c1) and
+    (r2, c2) share a pixel when |r1 - r2| < digit_size and |c1 - c2| <
+    digit_size; boxes that only touch along an edge do not overlap. An MNIST
+    digit has a black margin of about 4 pixels inside its 28 x 28 box, so
+    ``digit_size=20`` tests the central 20 x 20 boxes instead, which are closer
+    to where the ink is.
+
+    Parameters
+    ----------
+    latents : np.ndarray
+        (T, N, D, 4) integers, as returned by :func:`build_test_set`: row and
+        column of each digit's top-left corner, then its velocity (any leading
+        dimensions work: (..., D, 4)).
+    digit_size : int
+        Height and width of a digit's box.
+
+    Returns
+    -------
+    np.ndarray
+        (T, N) bool, True where at least two of the D digits overlap.
+    """
+    latents = np.asarray(latents)
+    if latents.ndim < 2 or latents.shape[-1] != 4:
+        raise ValueError(f"latents must be (..., D, 4), got {latents.shape}")
+    corners = latents[..., :2].astype(np.int64)  # (..., D, 2): row, column
+    gap = np.abs(corners[..., :, None, :] - corners[..., None, :, :])  # (..., D, D, 2)
+    close = (gap < digit_size).all(-1)  # (..., D, D)
+    n_digits = latents.shape[-2]
+    pairs = np.triu(np.ones((n_digits, n_digits), dtype=bool), k=1)  # i < j
+    return (close & pairs).any(axis=(-2, -1))
 
 
 def save_test_set(arrays: dict[str, np.ndarray], out_dir: str | os.PathLike,
