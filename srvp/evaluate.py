@@ -192,15 +192,19 @@ def summarize(values: np.ndarray) -> Dict[str, float]:
     n = len(values)
     finite = values[np.isfinite(values)]
     if len(finite) == n:
-        ci95 = 1.96 * values.std() / math.sqrt(n)
-        return {"mean": float(values.mean()), "ci95": float(ci95), "n": n}
+        return {"mean": float(values.mean()), "ci95": _ci95(values), "n": n}
     with np.errstate(invalid="ignore"):
         out = {"mean": float(values.mean()), "ci95": float("nan"), "n": n,
                "n_infinite": int(n - len(finite))}
     if len(finite):
         out["finite_mean"] = float(finite.mean())
-        out["finite_ci95"] = float(1.96 * finite.std() / math.sqrt(len(finite)))
+        out["finite_ci95"] = _ci95(finite)
     return out
+
+
+def _ci95(values: np.ndarray) -> float:
+    """Half-width of the 95% interval of the mean: 1.96 std / sqrt(n)."""
+    return float(1.96 * values.std() / math.sqrt(len(values)))
 
 
 def save_results(results: Dict, path) -> None:
