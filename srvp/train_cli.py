@@ -96,7 +96,7 @@ def register(subparsers) -> None:
                    help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"],
                    help="mixed precision through torch.amp (fp16 adds a gradient "
-                        "scaler; GPU only)")
+                        "scaler; both also run on CPU, fp16 slowly there)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--seed", type=int, default=1, help="seed of data and noise")
     p.add_argument("--workers", type=int, default=0,

@@ -1,0 +1,100 @@
+"""Training throughput of the real trainer: iterations per second per precision.
+
+Runs :class:`srvp.train.Trainer` (data loading, forward, loss, backward, Adam,
+gradient scaler: everything ``python -m srvp train`` runs, except validation and
+periodic checkpoints) for ``--warmup + --steps`` steps of one preset, once per
+``--amp`` mode (and with ``torch.compile`` too with ``--compile``), and prints
+it/s over the last ``--steps`` steps, with the peak GPU memory on CUDA.
+
+The authors quote about 6 it/s for the ``smmnist`` preset (batch 128) on one
+Titan V; the table repeats that figure beside ours.
+
+Usage:
+    python benchmarks/bench_train.py --data-dir MNIST_DIR                # smmnist
+    python benchmarks/bench_train.py --data-dir MNIST_DIR --preset cpu --amp off bf16
+    python benchmarks/bench_train.py --data-dir MNIST_DIR --device cuda --compile
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+
+from srvp import preset
+from srvp.runlog import read_log
+from srvp.train import Options, Trainer
+
+#: it/s the authors give for the smmnist preset on one Titan V GPU.
+AUTHORS_IT_S = {"smmnist": 6.0}
+
+
+def throughput(name: str, data_dir, device: str, amp: str, compile_: bool,
+               warmup: int, steps: int, batch: int | None):
+    """(it/s over the last ``steps`` steps, peak CUDA memory in GiB or None)."""
+    overrides = {"val_interval": 10**9}  # no validation inside the timing
+    if batch is not None:
+        overrides["batch_size"] = batch
+    cfg = preset(name, **overrides)
+    with tempfile.TemporaryDirectory() as out:
+        opts = Options(device=device, amp=amp, compile=compile_, log_interval=1,
+                       ckpt_interval=10**9, max_steps=warmup + steps,
+                       progress=False)
+        trainer = Trainer(cfg, Path(out) / "run", data_dir, opts)
+        if trainer.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(trainer.device)
+        trainer.fit()
+        times = {r["step"]: r["time"] for r in read_log(Path(out) / "run")["train"]}
+        peak = (torch.cuda.max_memory_allocated(trainer.device) / 2**30
+                if trainer.device.type == "cuda" else None)
+    seconds = times[warmup + steps] - times[warmup]
+    return steps / seconds, peak, cfg.batch_size, trainer.device
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="smmnist", help="preset to train (Moving MNIST)")
+    p.add_argument("--data-dir", help="MNIST IDX files (default: $SRVP_MNIST_DIR)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--amp", nargs="+", default=None, choices=["off", "bf16", "fp16"],
+                   help="precisions to time (default: off bf16 fp16 on CUDA, off "
+                        "bf16 on CPU)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time each precision with torch.compile")
+    p.add_argument("--batch", type=int, help="batch size (default: the preset's)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed first steps")
+    p.add_argument("--steps", type=int, default=100, help="timed steps")
+    p.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    args = p.parse_args()
+    if args.warmup < 1 or args.steps < 1:
+        p.error("--warmup and --steps must be at least 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cuda = args.device.startswith("cuda") or (args.device == "auto"
+                                              and torch.cuda.is_available())
+    amps = args.amp or (["off", "bf16", "fp16"] if cuda else ["off", "bf16"])
+    compiles = [False, True] if args.compile else [False]
+
+    print(f"torch {torch.__version__}; preset {args.preset}; {args.warmup} warm-up + "
+          f"{args.steps} timed steps; {torch.get_num_threads()} CPU threads")
+    if cuda:
+        print(f"GPU: {torch.cuda.get_device_name()}")
+    print(f"{'device':8s} {'amp':5s} {'compile':8s} {'batch':>5s} {'it/s':>8s} "
+          f"{'ms/step':>8s} {'peak GiB':>9s}")
+    for amp in amps:
+        for compile_ in compiles:
+            it_s, peak, batch, device = throughput(
+                args.preset, args.data_dir, args.device, amp, compile_, args.warmup,
+                args.steps, args.batch)
+            mem = f"{peak:9.2f}" if peak is not None else f"{'-':>9s}"
+            print(f"{device.type:8s} {amp:5s} {str(compile_):8s} {batch:5d} "
+                  f"{it_s:8.2f} {1e3 / it_s:8.1f} {mem}", flush=True)
+    if args.preset in AUTHORS_IT_S:
+        print(f"authors, official code, one Titan V, batch 128: about "
+              f"{AUTHORS_IT_S[args.preset]:.0f} it/s")
+
+
+if __name__ == "__main__":
+    main()
