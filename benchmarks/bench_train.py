@@ -32,11 +32,16 @@ AUTHORS_IT_S = {"smmnist": 6.0}
 
 def throughput(name: str, data_dir, device: str, amp: str, compile_: bool,
                warmup: int, steps: int, batch: int | None):
-    """(it/s over the last ``steps`` steps, peak CUDA memory in GiB or None)."""
+    """(it/s over the last ``steps`` steps, peak CUDA memory in GiB or None,
+    batch size, device). The log's times have 0.1 s resolution: time enough
+    steps for that to be small."""
     overrides = {"val_interval": 10**9}  # no validation inside the timing
     if batch is not None:
         overrides["batch_size"] = batch
     cfg = preset(name, **overrides)
+    if warmup + steps > cfg.n_iter:
+        raise SystemExit(f"--warmup + --steps = {warmup + steps} is past the end of "
+                         f"the {name} schedule ({cfg.n_iter} steps): time fewer steps")
     with tempfile.TemporaryDirectory() as out:
         opts = Options(device=device, amp=amp, compile=compile_, log_interval=1,
                        ckpt_interval=10**9, max_steps=warmup + steps,
