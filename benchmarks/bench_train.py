@@ -13,6 +13,7 @@ Usage:
     python benchmarks/bench_train.py --data-dir MNIST_DIR                # smmnist
     python benchmarks/bench_train.py --data-dir MNIST_DIR --preset cpu --amp off bf16
     python benchmarks/bench_train.py --data-dir MNIST_DIR --device cuda --compile
+    python benchmarks/bench_train.py --data-dir MNIST_DIR --preset cpu --set nf=16
 """
 from __future__ import annotations
 
@@ -25,17 +26,18 @@ import torch
 from srvp import preset
 from srvp.runlog import read_log
 from srvp.train import Options, Trainer
+from srvp.train_cli import parse_overrides
 
 #: it/s the authors give for the smmnist preset on one Titan V GPU.
 AUTHORS_IT_S = {"smmnist": 6.0}
 
 
 def throughput(name: str, data_dir, device: str, amp: str, compile_: bool,
-               warmup: int, steps: int, batch: int | None):
+               warmup: int, steps: int, batch: int | None, changes: dict):
     """(it/s over the last ``steps`` steps, peak CUDA memory in GiB or None,
     batch size, device). The log's times have 0.1 s resolution: time enough
     steps for that to be small."""
-    overrides = {"val_interval": 10**9}  # no validation inside the timing
+    overrides = {**changes, "val_interval": 10**9}  # no validation inside the timing
     if batch is not None:
         overrides["batch_size"] = batch
     cfg = preset(name, **overrides)
@@ -69,12 +71,19 @@ def main() -> None:
     p.add_argument("--compile", action="store_true",
                    help="also time each precision with torch.compile")
     p.add_argument("--batch", type=int, help="batch size (default: the preset's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, as in 'srvp train' (repeatable), "
+                        "e.g. --set nf=16")
     p.add_argument("--warmup", type=int, default=10, help="untimed first steps")
     p.add_argument("--steps", type=int, default=100, help="timed steps")
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
     args = p.parse_args()
     if args.warmup < 1 or args.steps < 1:
         p.error("--warmup and --steps must be at least 1")
+    try:
+        changes = parse_overrides(args.set)
+    except ValueError as err:
+        p.error(str(err))
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = args.device.startswith("cuda") or (args.device == "auto"
@@ -83,7 +92,8 @@ def main() -> None:
     compiles = [False, True] if args.compile else [False]
 
     print(f"torch {torch.__version__}; preset {args.preset}; {args.warmup} warm-up + "
-          f"{args.steps} timed steps; {torch.get_num_threads()} CPU threads")
+          f"{args.steps} timed steps; {torch.get_num_threads()} CPU threads"
+          + "".join(f"; {k}={v}" for k, v in changes.items()))
     if cuda:
         print(f"GPU: {torch.cuda.get_device_name()}")
     print(f"{'device':8s} {'amp':5s} {'compile':8s} {'batch':>5s} {'it/s':>8s} "
@@ -92,7 +102,7 @@ def main() -> None:
         for compile_ in compiles:
             it_s, peak, batch, device = throughput(
                 args.preset, args.data_dir, args.device, amp, compile_, args.warmup,
-                args.steps, args.batch)
+                args.steps, args.batch, changes)
             mem = f"{peak:9.2f}" if peak is not None else f"{'-':>9s}"
             print(f"{device.type:8s} {amp:5s} {str(compile_):8s} {batch:5d} "
                   f"{it_s:8.2f} {1e3 / it_s:8.1f} {mem}", flush=True)
