@@ -67,6 +67,7 @@ class Config:
     beta_y: float = 1.0
     beta_z: float = 1.0
     l2_res: float = 1.0
+    kl_warmup: int = 0  # not official: KL weights rise linearly over these steps
     # -- Optimisation
     batch_size: int = 128
     lr: float = 3e-4
@@ -110,6 +111,9 @@ class Config:
             raise ValueError(f"nt_inf={self.nt_inf} exceeds seq_len={self.seq_len}")
         if self.nt_gen <= self.nt_cond:
             raise ValueError(f"nt_gen={self.nt_gen} must exceed nt_cond={self.nt_cond}")
+        if self.kl_warmup < 0:
+            raise ValueError(f"kl_warmup={self.kl_warmup}: must be 0 (off) or a "
+                             "number of steps")
         if self.obs_scale <= 0:
             raise ValueError(f"obs_scale={self.obs_scale}: must be positive")
 

@@ -65,6 +65,22 @@ def lr_at(cfg: Config, step: int) -> float:
     return cfg.lr * max(0.0, (n - past) / n)
 
 
+def kl_weight(cfg: Config, step: int) -> float:
+    """Factor on the KL terms at (1-based) ``step``: ``step / kl_warmup`` during
+    a warm-up of ``kl_warmup`` steps, then 1 (the official loss; always 1 when
+    ``kl_warmup`` is 0)."""
+    return 1.0 if step >= cfg.kl_warmup else step / cfg.kl_warmup
+
+
+def loss_config(cfg: Config, step: int) -> Config:
+    """``cfg`` with its KL weights (``beta_y``, ``beta_z``; ``beta`` for SVG)
+    scaled by :func:`kl_weight` at ``step``."""
+    w = kl_weight(cfg, step)
+    if w == 1.0:
+        return cfg
+    return cfg.replace(beta_y=cfg.beta_y * w, beta_z=cfg.beta_z * w, beta=cfg.beta * w)
+
+
 def step_seed(seed: int, rank: int, step: int) -> int:
     """Seed of the model's noise at ``step``: resuming replays the same draws."""
     return (seed * 1_000_003 + rank * 10_007 + step) % (2**63 - 1)
@@ -206,7 +222,7 @@ class Trainer:
         torch.manual_seed(step_seed(self.opts.seed, self.rank, self.step + 1))
         x = x.to(self.device, non_blocking=True)
         with self._autocast():
-            terms = compute_loss(self.net(x), x, self.cfg)
+            terms = compute_loss(self.net(x), x, loss_config(self.cfg, self.step + 1))
         if not torch.isfinite(terms.loss):
             raise TrainingDiverged(
                 f"loss is {terms.loss.item()} at step {self.step + 1}; the last "
@@ -266,6 +282,8 @@ class Trainer:
                 bar.update()
                 if self.step % self.opts.log_interval == 0 or self.step == 1:
                     rec = {k: round(v.item(), 4) for k, v in terms._asdict().items()}
+                    if self.cfg.kl_warmup:
+                        rec["kl_weight"] = round(kl_weight(self.cfg, self.step), 6)
                     rec.update(step=self.step, lr=lr_at(self.cfg, self.step),
                                time=round(self.elapsed, 1),
                                it_s=round(n_log / max(time.time() - t_log, 1e-9), 3))

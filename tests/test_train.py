@@ -10,7 +10,15 @@ import pytest
 import torch
 
 from srvp import preset
-from srvp.train import Options, Trainer, TrainingDiverged, lr_at, train
+from srvp.train import (
+    Options,
+    Trainer,
+    TrainingDiverged,
+    kl_weight,
+    loss_config,
+    lr_at,
+    train,
+)
 from srvp.train_cli import parse_overrides
 
 SMOKE = dict(lr_scheduling_burnin=8, lr_scheduling_n_iter=4, val_interval=6)
@@ -33,6 +41,31 @@ def _assert_same(a, b):
 def test_lr_schedule_is_constant_then_linear():
     cfg = preset("smoke", lr=1.0, lr_scheduling_burnin=3, lr_scheduling_n_iter=4)
     assert [lr_at(cfg, s) for s in range(1, 9)] == [1, 1, 1, 0.75, 0.5, 0.25, 0, 0]
+
+
+def test_kl_warmup_scales_the_kl_weights_then_stops():
+    cfg = preset("smoke", beta_y=1.0, beta_z=2.0, kl_warmup=4)
+    assert [kl_weight(cfg, s) for s in range(1, 7)] == [0.25, 0.5, 0.75, 1, 1, 1]
+    early = loss_config(cfg, 2)
+    assert (early.beta_y, early.beta_z, early.beta) == (0.5, 1.0, cfg.beta / 2)
+    assert loss_config(cfg, 4) is cfg
+    off = preset("smoke")  # the official loss: no warm-up
+    assert off.kl_warmup == 0 and kl_weight(off, 1) == 1 and loss_config(off, 1) is off
+    with pytest.raises(ValueError, match="kl_warmup=-1"):
+        preset("smoke", kl_warmup=-1)
+
+
+def test_kl_warmup_enters_the_logged_loss(tmp_path, mnist_dir):
+    cfg = _cfg(kl_warmup=10, beta_z=2.0)
+    train(cfg, tmp_path, mnist_dir, progress=False, log_interval=1, max_steps=3)
+    text = (tmp_path / "log.jsonl").read_text()
+    records = [r for r in map(json.loads, text.splitlines()) if "loss" in r]
+    assert [r["kl_weight"] for r in records] == [0.1, 0.2, 0.3]
+    for r in records:  # loss = nll + w (beta_y kl_y + beta_z kl_z) + l2_res l2
+        kl_part = r["loss"] - r["nll"] - cfg.l2_res * r["l2_res"]
+        full = cfg.beta_y * r["kl_y"] + cfg.beta_z * r["kl_z"]
+        assert full > 0.5  # large enough for the two weightings to differ
+        assert kl_part == pytest.approx(r["kl_weight"] * full, abs=0.05)
 
 
 def test_run_folder_layout_and_log(tmp_path, mnist_dir):
