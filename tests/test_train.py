@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from srvp import preset
+from srvp.runlog import read_log
 from srvp.train import (
     Options,
     Trainer,
@@ -58,8 +59,7 @@ def test_kl_warmup_scales_the_kl_weights_then_stops():
 def test_kl_warmup_enters_the_logged_loss(tmp_path, mnist_dir):
     cfg = _cfg(kl_warmup=10, beta_z=2.0)
     train(cfg, tmp_path, mnist_dir, progress=False, log_interval=1, max_steps=3)
-    text = (tmp_path / "log.jsonl").read_text()
-    records = [r for r in map(json.loads, text.splitlines()) if "loss" in r]
+    records = read_log(tmp_path)["train"]
     assert [r["kl_weight"] for r in records] == [0.1, 0.2, 0.3]
     for r in records:  # loss = nll + w (beta_y kl_y + beta_z kl_z) + l2_res l2
         kl_part = r["loss"] - r["nll"] - cfg.l2_res * r["l2_res"]
