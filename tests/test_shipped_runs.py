@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from srvp import Config, load_official, preset
 from srvp.runlog import read_log
@@ -24,7 +25,11 @@ def test_shipped_weights_load_strictly_and_stay_small(run):
     assert (run / "model.pt").stat().st_size < 15 * 2**20
     model, cfg = load_official(run)  # strict: every key, every shape
     assert cfg == Config.load(run / "config.json")
-    assert sum(p.numel() for p in model.parameters()) > 0
+    # float16 storage must not have overflowed: a diverged or badly exported run
+    # would load strictly and still predict NaN frames
+    bad = [n for n, t in model.state_dict().items()
+           if t.is_floating_point() and not torch.isfinite(t).all()]
+    assert not bad, f"non-finite values in {bad[:3]}"
 
 
 @pytest.mark.parametrize("run", ALL, ids=lambda p: p.name)
