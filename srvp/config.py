@@ -257,22 +257,19 @@ PRESETS: Dict[str, Config] = {
 # Small enough to train usefully on two CPU cores (the model shipped with the book).
 # A quarter of the filters (nf=16, 3.0 M parameters), batch 16, a higher constant
 # rate and a schedule that fills about two hours on two cores (8,500 + 1,500 steps
-# at ~1.5 steps/s). kl_warmup (not in the official code) raises the KL weights
-# over the first 2,000 steps: without it this small model never uses y1 or z
-# (posterior collapse, book ch. 4). Tried and measured (book ch. 4): nf=32 without
-# warm-up (14.64 dB on the first 1,000 test videos, best of 100), and the same with
-# obs_scale 0.2 (sharper, SSIM 0.63 against 0.49, but 14.39 dB); this preset on
-# 5 + 20-frame clips (seq_len=25, 6,000 steps in 1.85 h: 14.78 dB against this
-# run's 14.74, SSIM 0.59 against 0.63; too small a gain to change the preset);
-# nf=24 with the warm-up (6,000 steps in 1.61 h: 14.76 dB, +0.01 dB over nf=16);
-# beta_z=4 with the warm-up (6,000 steps: 14.85 dB, +0.10 dB over beta_z=2, blurrier
-# samples), beta_z=3 (14.77 dB) and beta_z=8 (z collapses: 14.34 dB). The book's
-# model keeps the paper's beta_z=2 until a full-length run with a larger one is
-# trained and evaluated.
+# at ~1.5 steps/s on AVX2; 53 minutes at 3.1 steps/s with AVX-512). kl_warmup (not
+# in the official code) raises the KL weights over the first 2,000 steps: without
+# it this small model never uses y1 or z (posterior collapse, book ch. 4). beta_z=4
+# (the paper has 2) puts less into z: 14.83 dB on the first 1,000 test videos (best
+# of 100) against 14.74 with beta_z=2 (+0.09 +/- 0.02 dB video by video; SSIM 0.60
+# against 0.63). Also tried and measured (book ch. 4): nf=32 without warm-up
+# (14.64 dB), the same with obs_scale 0.2 (sharper but 14.39 dB); 6,000-step runs of
+# this model with beta_z=2 (14.75 dB), on 5 + 20-frame clips (14.78 dB), with nf=24
+# (14.76 dB), and with beta_z=3 (14.77), 4 (14.85) and 8 (z collapses: 14.34 dB).
 PRESETS["cpu"] = PRESETS["smmnist"].replace(
     nf=16, batch_size=16, lr=6e-4, lr_scheduling_burnin=8_500,
-    lr_scheduling_n_iter=1_500, kl_warmup=2_000, val_interval=500, n_iter_test=4,
-    n_samples_test=20)
+    lr_scheduling_n_iter=1_500, kl_warmup=2_000, beta_z=4.0, val_interval=500,
+    n_iter_test=4, n_samples_test=20)
 # SVG-LP (Denton & Fergus, 2018) on SM-MNIST: the official train_svg_lp.py
 # defaults and README command (5 + 10 frames, batch 100, Adam lr 2e-3 with betas
 # (0.9, 0.999)); a constant rate for 300 epochs of 600 steps.

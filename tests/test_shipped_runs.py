@@ -7,6 +7,7 @@ import torch
 
 from srvp import Config, load_official, preset
 from srvp.runlog import read_log
+from srvp.train_cli import parse_overrides
 
 RUNS = Path(__file__).resolve().parents[1] / "book" / "_static" / "runs"
 ALL = sorted(p for p in RUNS.iterdir() if p.is_dir())
@@ -45,3 +46,17 @@ def test_every_run_records_its_schedule_command_and_evaluation(run):
     assert results["protocol"]["n_samples"] == 100  # the paper's best of 100
     n = results["metrics"]["psnr"]["n"]
     assert n >= 200 and len(results["metrics"]["psnr"]["per_video"]) == n
+
+
+@pytest.mark.parametrize("run", sorted(RUNS.glob("*/ABOUT.txt")),
+                         ids=lambda p: p.parent.name)
+def test_the_command_in_about_trains_the_recorded_config(run):
+    # ABOUT.txt tells how to train the run again with today's presets: when a
+    # preset changes, the commands of the older runs must say what they changed
+    commands = [line.split() for line in run.read_text().splitlines()
+                if "srvp train" in line]
+    assert len(commands) == 1, "ABOUT.txt should give one training command"
+    words = commands[0]
+    sets = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
+    cfg = preset(words[words.index("--preset") + 1], **parse_overrides(sets))
+    assert cfg == Config.load(run.parent / "config.json")
