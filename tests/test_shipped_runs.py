@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from srvp import Config, load_official, preset
+from srvp.cli import build_parser
 from srvp.runlog import read_log
 from srvp.train_cli import parse_overrides
 
@@ -56,7 +57,7 @@ def test_the_command_in_about_trains_the_recorded_config(run):
     commands = [line.split() for line in run.read_text().splitlines()
                 if "srvp train" in line]
     assert len(commands) == 1, "ABOUT.txt should give one training command"
-    words = commands[0]
-    sets = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
-    cfg = preset(words[words.index("--preset") + 1], **parse_overrides(sets))
+    assert commands[0][:3] == ["python", "-m", "srvp"]
+    args = build_parser().parse_args(commands[0][3:])  # the CLI's own parser
+    cfg = preset(args.preset, **parse_overrides(args.set))
     assert cfg == Config.load(run.parent / "config.json")
