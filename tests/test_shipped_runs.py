@@ -61,3 +61,6 @@ def test_the_command_in_about_trains_the_recorded_config(run):
     args = build_parser().parse_args(commands[0][3:])  # the CLI's own parser
     cfg = preset(args.preset, **parse_overrides(args.set))
     assert cfg == Config.load(run.parent / "config.json")
+    # the precision is an option of the run, not of its config
+    info = json.loads((run.parent / "run.json").read_text())
+    assert args.amp == info["options"]["amp"], "ABOUT.txt and run.json: --amp differs"
