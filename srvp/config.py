@@ -265,8 +265,9 @@ PRESETS: Dict[str, Config] = {
 # against 0.63). The other settings tried on two cores (width, schedule, clip
 # length, obs_scale, beta_z from 2 to 8, beta_y, lr) are discussed in book ch. 4,
 # the evaluated runs kept in book/_static/runs/; the best, beta_z=5 with
-# beta_y=0.25 or 0.5 on 6,000 steps, scored 14.91 and 14.90 dB, and 14.92 dB
-# with batch_size=32 (no measurable gain from the batch).
+# beta_y=0.25 or 0.5 on 6,000 steps, scored 14.91 and 14.90 dB, 14.92 dB with
+# batch_size=32, and 15.01 dB with batch_size=64 on 7,000 + 1,400 steps in bf16
+# (1 h 55 min; book/_static/runs/cpu_b64bf16, weights shipped).
 PRESETS["cpu"] = PRESETS["smmnist"].replace(
     nf=16, batch_size=16, lr=6e-4, lr_scheduling_burnin=8_500,
     lr_scheduling_n_iter=1_500, kl_warmup=2_000, beta_z=4.0, val_interval=500,
