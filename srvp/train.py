@@ -291,7 +291,8 @@ class Trainer:
                     self.log(rec)
                     bar.set_postfix({k: rec[k] for k in terms._fields[:3]},
                                     refresh=False)
-                if self.step % self.cfg.val_interval == 0 and self.rank == 0:
+                last = self.step == self.cfg.n_iter  # so model_best.pt sees the end
+                if (self.step % self.cfg.val_interval == 0 or last) and self.rank == 0:
                     self._validate_and_keep_best(val)
                 if self.step % self.opts.ckpt_interval == 0:
                     self.save_checkpoint()

@@ -79,7 +79,7 @@ def register(subparsers) -> None:
         "train", help="train SRVP (CPU, one GPU, or many with torchrun)",
         description="Train SRVP with the official recipe: Adam (lr 3e-4), constant "
                     "learning rate then linear decay to zero, validation by "
-                    "best-of-N PSNR every val_interval steps.",
+                    "best-of-N PSNR every val_interval steps and at the last step.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", required=True, choices=sorted(PRESETS),
                    help="hyperparameters of the paper (smmnist, mmnist, kth, human, "

@@ -69,14 +69,16 @@ def test_kl_warmup_enters_the_logged_loss(tmp_path, mnist_dir):
 
 
 def test_run_folder_layout_and_log(tmp_path, mnist_dir):
-    t = train(_cfg(), tmp_path, mnist_dir, progress=False, log_interval=2)
+    # validation every 5 steps, and at the last step, 12, which 5 does not divide
+    t = train(_cfg(val_interval=5), tmp_path, mnist_dir, progress=False,
+              log_interval=2)
     names = {p.name for p in tmp_path.iterdir()}
     assert {"config.json", "model.pt", "model_best.pt", "checkpoint.pt",
             "log.jsonl"} <= names
     assert not [n for n in names if n.endswith(".tmp")]
     text = (tmp_path / "log.jsonl").read_text()
     records = [json.loads(ln) for ln in text.splitlines() if ln]
-    assert [r["step"] for r in records if "val_psnr" in r] == [6, 12]
+    assert [r["step"] for r in records if "val_psnr" in r] == [5, 10, 12]
     assert t.step == 12 and 0 < t.best_psnr < 60
 
 
