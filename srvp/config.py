@@ -255,23 +255,23 @@ PRESETS: Dict[str, Config] = {
                       "lr_scheduling_n_iter": 500_000, "nt_gen": 30}),
 }
 # Small enough to train usefully on two CPU cores (the model shipped with the book).
-# A quarter of the filters (nf=16, 3.0 M parameters), batch 16, a higher constant
-# rate and a schedule that fills about two hours on two cores (8,500 + 1,500 steps
-# at ~1.5 steps/s on AVX2; 53 minutes at 3.1 steps/s with AVX-512). kl_warmup (not
-# in the official code) raises the KL weights over the first 2,000 steps: without
-# it this small model never uses y1 or z (posterior collapse, book ch. 4). beta_z=4
-# (the paper has 2) puts less into z: 14.83 dB on the first 1,000 test videos (best
-# of 100) against 14.74 with beta_z=2 (+0.09 +/- 0.02 dB video by video; SSIM 0.60
-# against 0.63). The other settings tried on two cores (width, schedule, clip
-# length, obs_scale, beta_z from 2 to 8, beta_y, lr) are discussed in book ch. 4,
-# the evaluated runs kept in book/_static/runs/; the best, beta_z=5 with
-# beta_y=0.25 or 0.5 on 6,000 steps, scored 14.91 and 14.90 dB, 14.92 dB with
-# batch_size=32, and 15.01 dB with batch_size=64 on 7,000 + 1,400 steps in bf16
-# (1 h 55 min; book/_static/runs/cpu_b64bf16, weights shipped).
+# A quarter of the filters (nf=16, 3.0 M parameters), batches of 64 clips, a higher
+# constant rate and a schedule that fills two hours on two cores in bfloat16
+# (`--amp bf16`: 7,000 + 1,400 steps in 1 h 55 min at 1.2 steps/s on an AVX-512
+# machine with bf16 instructions; book/_static/runs/cpu). kl_warmup (not in the
+# official code) raises the KL weights over the first 2,000 steps: without it this
+# small model never uses y1 or z (posterior collapse, book ch. 4). beta_z=5 (the
+# paper has 2) puts less into z and beta_y=0.5 (the paper has 1) more into y1.
+# 15.01 +/- 0.07 dB on the first 1,000 test videos (best of 100). The settings tried
+# on the way (width, schedule, clip length, obs_scale, beta_z from 2 to 8, beta_y,
+# lr, batch) are discussed in book ch. 4, their evaluated runs kept in
+# book/_static/runs/; the preset's previous values (batch 16, beta_z=4, beta_y=1,
+# 8,500 + 1,500 steps in float32: 14.83 dB) are those of
+# book/_static/runs/cpu_betaz4_10k.
 PRESETS["cpu"] = PRESETS["smmnist"].replace(
-    nf=16, batch_size=16, lr=6e-4, lr_scheduling_burnin=8_500,
-    lr_scheduling_n_iter=1_500, kl_warmup=2_000, beta_z=4.0, val_interval=500,
-    n_iter_test=4, n_samples_test=20)
+    nf=16, batch_size=64, lr=6e-4, lr_scheduling_burnin=7_000,
+    lr_scheduling_n_iter=1_400, kl_warmup=2_000, beta_z=5.0, beta_y=0.5,
+    val_interval=500, n_iter_test=4, n_samples_test=20)
 # SVG-LP (Denton & Fergus, 2018) on SM-MNIST: the official train_svg_lp.py
 # defaults and README command (5 + 10 frames, batch 100, Adam lr 2e-3 with betas
 # (0.9, 0.999)); a constant rate for 300 epochs of 600 steps.
@@ -282,9 +282,10 @@ PRESETS["svg"] = PRESETS["smmnist"].replace(
 # SVG-LP with the same CPU budget as "cpu" (two hours): half the filters, batch 16,
 # lr 1e-3 (the official 2e-3 is for batch 100), validation like "cpu", and the same
 # shape of schedule: constant rate, then a linear decay (here over 800 steps).
-# A step costs 110 GFLOP (a "cpu" step 21.5, the nf=32 SRVP that preset first had
-# 78), and the machine that trained the book's SVG ran 2.4-2.6 s per step on two
-# cores: 2,500 steps fill its two hours (book ch. 9 compares the two runs).
+# A step of 16 clips costs 110 GFLOP (21.5 for SRVP's "cpu" model, 78 for the nf=32
+# SRVP that preset first had), and the machine that trained the book's SVG ran
+# 2.4-2.6 s per step on two cores: 2,500 steps fill its two hours (book ch. 9
+# compares the two runs).
 PRESETS["svg_cpu"] = PRESETS["svg"].replace(
     nf=32, batch_size=16, lr=1e-3, lr_scheduling_burnin=1_700,
     lr_scheduling_n_iter=800, val_interval=500, n_iter_test=4, n_samples_test=20)

@@ -9,10 +9,11 @@ from typing import Dict, List
 from .config import PRESETS, Config, preset
 
 _EPILOG = """examples:
-  python -m srvp train --preset cpu --data-dir MNIST_DIR --out runs/cpu
+  python -m srvp train --preset cpu --amp bf16 --data-dir MNIST_DIR --out runs/cpu
   python -m srvp train --preset smmnist --data-dir MNIST_DIR --out runs/sm --amp bf16
   torchrun --nproc_per_node 4 -m srvp train --preset kth ... (one process per GPU)
-  python -m srvp train --preset cpu --data-dir MNIST_DIR --out runs/cpu --resume
+  python -m srvp train --preset cpu --amp bf16 --data-dir MNIST_DIR --out runs/cpu \\
+      --resume
 
 A run can be stopped at any time (Ctrl-C, SIGTERM, even kill -9): --resume
 continues it from its last checkpoint and ends with the same weights as an
@@ -77,9 +78,9 @@ def _run(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="train SRVP (CPU, one GPU, or many with torchrun)",
-        description="Train SRVP with the official recipe: Adam (lr 3e-4), constant "
-                    "learning rate then linear decay to zero, validation by "
-                    "best-of-N PSNR every val_interval steps and at the last step.",
+        description="Train SRVP with the official recipe: Adam (lr 3e-4), constant\n"
+                    "learning rate then linear decay to zero, validation by best-of-N\n"
+                    "PSNR every val_interval steps and at the last step.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", required=True, choices=sorted(PRESETS),
                    help="hyperparameters of the paper (smmnist, mmnist, kth, human, "
