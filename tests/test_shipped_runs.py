@@ -65,3 +65,21 @@ def test_the_command_in_about_trains_the_recorded_config(run):
     # the precision is an option of the run, not of its config
     info = json.loads((run.parent / "run.json").read_text())
     assert args.amp == info["options"]["amp"], "ABOUT.txt and run.json: --amp differs"
+
+
+@pytest.mark.parametrize("path", sorted(RUNS.glob("*/results_*.json")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_extra_evaluations_cover_the_videos_they_name(path):
+    # results_5000.json: the whole test set, stored without its per-frame scores
+    results = json.loads(path.read_text())
+    n_videos = int(path.stem.split("_")[1])
+    assert results["protocol"]["n_samples"] == 100
+    for metric in results["metrics"].values():
+        assert metric["n"] == n_videos == len(metric["per_video"])
+        assert metric["mean"] == pytest.approx(sum(metric["per_video"]) / n_videos)
+    first = json.loads((path.parent / "results.json").read_text())["metrics"]["psnr"]
+    # the same first videos, the same seed: only the weights' storage may differ
+    k = first["n"]
+    diffs = [a - b for a, b in zip(results["metrics"]["psnr"]["per_video"][:k],
+                                   first["per_video"])]
+    assert abs(sum(diffs) / k) < 0.01
