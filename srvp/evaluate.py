@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .fileio import atomic_file, atomic_write_text
+from .memory import release_free_memory
 from .metrics.pixel import psnr, ssim
 
 LOWER_IS_BETTER = {"lpips"}
@@ -79,7 +80,7 @@ def _to_uint8(x: torch.Tensor) -> torch.Tensor:
 def evaluate(model, batches: Iterable[torch.Tensor], nt_cond: int, nt_pred: int,
              n_samples: int = 100, dt: Optional[float] = None, lpips_model=None,
              chunk_samples: int = 20, seed: int = 1, progress: bool = True,
-             device=None) -> Dict:
+             device=None, keep_samples: Optional[int] = None) -> Dict:
     """Best-of-``n_samples`` evaluation of ``model`` on test ``batches``.
 
     Parameters
@@ -92,15 +93,20 @@ def evaluate(model, batches: Iterable[torch.Tensor], nt_cond: int, nt_pred: int,
     dt : Euler step of the prediction (default: the training step).
     lpips_model : a model from :func:`srvp.metrics.load_lpips`, or None.
     seed : test seed (the official protocol uses 1).
+    keep_samples : keep the sample arrays of the first ``keep_samples`` videos
+        only (None: all). The scores cover every video either way; the arrays
+        of all 5,000 Moving MNIST test videos take about 4 GB.
 
     Returns
     -------
     dict with, per metric, ``per_video`` (N,) best scores and ``per_frame`` (N,
     nt_pred) scores of the best sample; reference predictors under
     ``reference``; ``samples``: uint8 arrays (N, T, C, H, W) of the best, worst
-    and first random samples, the conditioning frames and the ground truth.
+    and first random samples, the conditioning frames and the ground truth, for
+    the first ``keep_samples`` videos.
     """
     torch.manual_seed(seed)
+    n_kept = 0  # videos whose sample arrays are kept so far
     device = device or next(model.parameters()).device
     fns = frame_metrics(lpips_model)
     per_video = {n: [] for n in fns}
@@ -122,15 +128,22 @@ def evaluate(model, batches: Iterable[torch.Tensor], nt_cond: int, nt_pred: int,
             for name, fn in fns.items():
                 scores = torch.stack([fn(p, target) for p in pred]).cpu()  # (S, T, B)
                 sel.update(name, scores, pred8)
+        k = x.shape[1] if keep_samples is None else \
+            max(0, min(x.shape[1], keep_samples - n_kept))  # videos kept here
+        n_kept += k
         for name in fns:
             per_video[name].append(sel.best[name][0])
             per_frame[name].append(sel.best[name][1])
-            best_s[name].append(sel.best[name][2])
-            worst_s[name].append(sel.worst[name][2])
+            best_s[name].append(sel.best[name][2][:k].clone())
+            worst_s[name].append(sel.worst[name][2][:k].clone())
         _reference_scores(refs, fns, x_cond, target)
-        kept["cond"].append(_to_uint8(x_cond).cpu().transpose(0, 1))
-        kept["truth"].append(_to_uint8(target).cpu().transpose(0, 1))
-        kept["random"].append(torch.cat(randoms).permute(2, 0, 1, 3, 4, 5))
+        # clone(): a slice would keep the whole batch's storage alive
+        kept["cond"].append(_to_uint8(x_cond[:, :k]).cpu().transpose(0, 1))
+        kept["truth"].append(_to_uint8(target[:, :k]).cpu().transpose(0, 1))
+        kept["random"].append(torch.cat(randoms).permute(2, 0, 1, 3, 4, 5)[:k]
+                              .clone())
+        del pred, pred8, randoms, sel
+        release_free_memory()  # else the heap grows batch after batch (srvp.memory)
     return _package(per_video, per_frame, refs, kept, best_s, worst_s,
                     dict(nt_cond=nt_cond, nt_pred=nt_pred, n_samples=n_samples,
                          dt=dt, seed=seed, lpips=lpips_model is not None))
@@ -170,6 +183,10 @@ def add_fvd(results: Dict, i3d_model, batch_size: int = 16) -> float:
     from .metrics.fvd import fvd, fvd_videos
 
     s = results["samples"]
+    n = results["metrics"]["psnr"]["n"]
+    if len(s["cond"]) != n:
+        raise ValueError(f"FVD needs the samples of all {n} videos, the results keep "
+                         f"{len(s['cond'])}: evaluate with keep_samples=None")
     as_video = lambda a: torch.from_numpy(a).float().div(255).transpose(0, 1)  # noqa: E731
     real, fake = fvd_videos(as_video(s["cond"]), as_video(s["truth"]),
                             as_video(s["random"][:, 0]))

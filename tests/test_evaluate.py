@@ -73,6 +73,27 @@ def test_chunking_does_not_change_the_result():
                                    b["metrics"][m]["per_video"])
 
 
+def test_keep_samples_keeps_the_arrays_of_the_first_videos_only():
+    # the scores cover every video; only the sample arrays stop after k videos,
+    # so that a 5,000-video evaluation does not hold 4 GB of samples
+    x, _ = _data(bsz=5)
+    batches = [x[:, :2], x[:, 2:4], x[:, 4:]]
+    full = evaluate(NoisyOracle(x, 4), batches, 3, 4, n_samples=4, progress=False)
+    part = evaluate(NoisyOracle(x, 4), batches, 3, 4, n_samples=4, progress=False,
+                    keep_samples=3)
+    for m in ("psnr", "ssim"):
+        np.testing.assert_array_equal(part["metrics"][m]["per_video"],
+                                      full["metrics"][m]["per_video"])
+    assert set(part["samples"]) == set(full["samples"])
+    for key, value in full["samples"].items():
+        assert len(value) == 5 and len(part["samples"][key]) == 3, key
+        np.testing.assert_array_equal(part["samples"][key], value[:3])
+    none = evaluate(NoisyOracle(x, 4), batches, 3, 4, n_samples=4, progress=False,
+                    keep_samples=0)
+    assert all(len(v) == 0 for v in none["samples"].values())
+    assert none["metrics"]["psnr"]["n"] == 5
+
+
 def test_references_and_interval():
     x, truth = _data()
     res = evaluate(NoisyOracle(x, 2), [x[:, :2], x[:, 2:]], 3, 4, n_samples=2,
@@ -145,6 +166,15 @@ def test_cli_on_a_run_folder(tmp_path, mnist_dir):
     assert "reference: last_frame" in res.stdout
     report = json.loads((tmp_path / "run" / "results.json").read_text())
     assert report["metrics"]["psnr"]["n"] == 4
+    with np.load(tmp_path / "run" / "results_samples.npz") as z:
+        assert len(z["psnr_best"]) == 4  # fewer videos than the default 256
+    res = subprocess.run(base + ["--no-lpips", "--keep-samples", "1", "--out",
+                                 str(tmp_path / "one.json")],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "one.json").read_text())["metrics"]["psnr"]["n"] == 4
+    with np.load(tmp_path / "one_samples.npz") as z:
+        assert len(z["psnr_best"]) == 1 and len(z["truth"]) == 1
 
 
 def test_fvd_from_results_with_random_i3d():
@@ -161,3 +191,7 @@ def test_fvd_from_results_with_random_i3d():
     value = add_fvd(res, i3d, batch_size=2)
     assert np.isfinite(value) and res["fvd"]["value"] == value
     assert "FVD" in format_table(res)
+    part = evaluate(NoisyOracle(x, 2, nt_cond=3), [x], 3, 7, n_samples=2,
+                    progress=False, keep_samples=1)
+    with pytest.raises(ValueError, match="FVD needs the samples of all 2 videos"):
+        add_fvd(part, i3d, batch_size=2)
