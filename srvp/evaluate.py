@@ -131,13 +131,12 @@ def evaluate(model, batches: Iterable[torch.Tensor], nt_cond: int, nt_pred: int,
         k = x.shape[1] if keep_samples is None else \
             max(0, min(x.shape[1], keep_samples - n_kept))  # videos kept here
         n_kept += k
-        for name in fns:
+        for name in fns:  # clone(): a slice would keep the whole batch's samples
             per_video[name].append(sel.best[name][0])
             per_frame[name].append(sel.best[name][1])
             best_s[name].append(sel.best[name][2][:k].clone())
             worst_s[name].append(sel.worst[name][2][:k].clone())
         _reference_scores(refs, fns, x_cond, target)
-        # clone(): a slice would keep the whole batch's storage alive
         kept["cond"].append(_to_uint8(x_cond[:, :k]).cpu().transpose(0, 1))
         kept["truth"].append(_to_uint8(target[:, :k]).cpu().transpose(0, 1))
         kept["random"].append(torch.cat(randoms).permute(2, 0, 1, 3, 4, 5)[:k]
