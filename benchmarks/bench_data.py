@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from srvp.data import MovingMNIST, collate_fn, load_mnist
-from srvp.data.mnist import MNISTNotFoundError
-from srvp.data.testset import official_trajectory
+from srvp.data.mnist_idx import MNISTNotFoundError
+from srvp.data.moving_mnist_testset import official_trajectory
 
 SEQ_LEN = 15
 

@@ -1,5 +1,5 @@
 """Peak memory and time of a long evaluation, with and without the release of
-the free heap after each batch (``srvp.memory``, glibc only).
+the free heap after each batch (``evaluate --release-memory``, glibc only).
 
 Each mode runs in its own process: ``srvp.evaluate.evaluate`` on the first
 ``--videos`` Moving MNIST test videos, ``--samples`` samples each, keeping no
@@ -22,12 +22,11 @@ CHILD = r"""
 import json, resource, sys, time, torch
 import srvp.evaluate as ev
 from srvp import SRVP, preset
-from srvp.evaluate_cli import test_batches
+from srvp.cli.evaluate import release_free_memory
+from srvp.data.registry import test_batches
 fix, data = sys.argv[1] == "1", sys.argv[5]
 videos, samples, threads = map(int, sys.argv[2:5])
 torch.set_num_threads(threads)
-if not fix:
-    ev.release_free_memory = lambda: False
 torch.manual_seed(0)
 cfg = preset("cpu")
 model = SRVP(cfg).eval()
@@ -35,8 +34,9 @@ batches = test_batches(cfg, data, cfg.nt_gen, 16, videos)
 peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # GiB
 before = peak()
 start = time.perf_counter()
-ev.evaluate(model, batches, cfg.nt_cond, cfg.nt_gen - cfg.nt_cond, samples,
-            progress=False, keep_samples=0)
+ev.evaluate(model, batches, ev.Protocol(cfg.nt_cond, cfg.nt_gen - cfg.nt_cond, samples),
+            progress=False, keep_samples=0,
+            after_batch=release_free_memory if fix else None)
 print(json.dumps({"before": before, "peak": peak(),
                   "seconds": time.perf_counter() - start}))
 """

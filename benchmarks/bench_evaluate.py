@@ -20,7 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from srvp import SRVP, preset
-from srvp.evaluate import evaluate
+from srvp.evaluate import Protocol, evaluate
 from srvp.metrics import psnr, ssim
 
 
@@ -64,7 +64,7 @@ def main() -> None:
     frames = args.videos * args.samples * nt_pred
 
     def ours():
-        evaluate(model, [x], nt_cond, nt_pred, args.samples, progress=False)
+        evaluate(model, [x], Protocol(nt_cond, nt_pred, args.samples), progress=False)
 
     def official():
         official_test_loop(model, x, nt_cond, args.samples)

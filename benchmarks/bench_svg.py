@@ -23,7 +23,7 @@ from bench_model import _time as median_time  # same folder: median after warm-u
 from torch.utils.flop_counter import FlopCounterMode
 
 from srvp import preset
-from srvp.models import build_model, compute_loss
+from srvp.model_registry import build_model, compute_loss
 
 PAIRS = [("smmnist", "svg"), ("cpu", "svg_cpu")]
 

@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 
 from srvp import preset
-from srvp.runlog import read_log
+from srvp.cli.train import parse_overrides
+from srvp.run_folder import read_log
 from srvp.train import Options, Trainer
-from srvp.train_cli import parse_overrides
 
 #: it/s the authors give for the smmnist preset on one Titan V GPU.
 AUTHORS_IT_S = {"smmnist": 6.0}

@@ -34,7 +34,7 @@ def find_mnist(book: Path, download: bool = True) -> Path:
     """The MNIST IDX files: ``$SRVP_MNIST_DIR``, the offline copy beside the
     repository (``../shared/data/mnist``), or ``data/mnist``, downloaded there
     when ``download`` (needs the internet)."""
-    from .data.mnist import load_mnist
+    from .data.mnist_idx import load_mnist
 
     for folder in (os.environ.get("SRVP_MNIST_DIR"),
                    Path(book) / ".." / ".." / "shared" / "data" / "mnist"):

@@ -10,16 +10,14 @@ repeated.
 """
 from __future__ import annotations
 
-import json
 import math
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Dict, Iterable, Optional
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .fileio import atomic_file, atomic_write_text
-from .memory import release_free_memory
 from .metrics.pixel import psnr, ssim
 
 LOWER_IS_BETTER = {"lpips"}
@@ -37,39 +35,111 @@ def frame_metrics(lpips_model=None) -> Dict[str, Callable]:
     return fns
 
 
-class _Selection:
-    """Running best / worst sample per video and metric, over sample chunks."""
+@dataclass(frozen=True)
+class Protocol:
+    """What an evaluation measures: ``nt_cond`` conditioning frames, ``nt_pred``
+    predicted frames, the best of ``n_samples`` futures per video, drawn with
+    Euler step ``dt`` (None: the training step) from the test seed ``seed``
+    (the official protocol uses 1)."""
 
-    def __init__(self, names):
-        self.names = names
-        self.best: Dict[str, tuple] = {}
-        self.worst: Dict[str, tuple] = {}
+    nt_cond: int
+    nt_pred: int
+    n_samples: int = 100
+    dt: Optional[float] = None
+    seed: int = 1
 
-    def update(self, name: str, frame_scores: torch.Tensor, samples: torch.Tensor):
-        """``frame_scores`` (S, T, B); ``samples`` (S, T, B, C, H, W) uint8."""
+    def __post_init__(self):
+        for name in ("nt_cond", "nt_pred", "n_samples"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r}: must be an "
+                                 "integer of at least 1")
+        if self.dt is not None and not 0 < self.dt <= 1:
+            raise ValueError(f"dt={self.dt}: the Euler step must be 1/K, K >= 1")
+
+
+@dataclass
+class EvalResult:
+    """Scores and kept samples of one evaluation.
+
+    ``metrics[name]``: the summary of :func:`summarize` plus ``per_video`` (N,)
+    best scores and ``per_frame`` (N, nt_pred) scores of each video's best
+    sample; ``reference[predictor][name]``: summaries of the blank and
+    last-frame predictors; ``samples``: uint8 arrays (N, T, C, H, W) of the
+    best and worst sample per metric (``<name>_best``, ``<name>_worst``), the
+    first random samples (``random``, (N, k, T, C, H, W)), the conditioning
+    frames (``cond``) and the truth (``truth``), for the kept videos; ``fvd``
+    and ``model`` when added. ``result["metrics"]`` reads like the JSON report
+    that :func:`srvp.run_folder.save_results` writes.
+    """
+
+    protocol: Protocol
+    metrics: Dict[str, Dict]
+    reference: Dict[str, Dict[str, Dict]]
+    samples: Dict[str, np.ndarray]
+    fvd: Optional[Dict] = None
+    model: Optional[Dict] = None
+
+    def report(self) -> Dict:
+        """The JSON report: everything but the sample arrays, lists for arrays."""
+        out = {"protocol": asdict(self.protocol), "reference": self.reference,
+               "metrics": {n: {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                               for k, v in m.items()}
+                           for n, m in self.metrics.items()}}
+        for key in ("model", "fvd"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+    def __getitem__(self, key: str):
+        if key == "protocol":
+            return asdict(self.protocol)
+        if key in ("metrics", "reference", "samples") or \
+                (key in ("fvd", "model") and getattr(self, key) is not None):
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def __contains__(self, key: str) -> bool:
+        try:
+            self[key]
+        except KeyError:
+            return False
+        return True
+
+
+class _Tracker:
+    """One metric over one batch: the best and worst sample of every video so far.
+
+    ``update`` takes the frame scores (S, T, B) of S samples and the samples
+    (S, T, B, C, H, W) uint8; the best (worst) sample of each video is kept with
+    its mean score, its frame scores (T, B) and its frames (B, T, C, H, W).
+    """
+
+    def __init__(self, higher_is_better: bool):
+        self.sign = 1.0 if higher_is_better else -1.0
+        self.best: Optional[Dict[str, torch.Tensor]] = None
+        self.worst: Optional[Dict[str, torch.Tensor]] = None
+
+    def update(self, frame_scores: torch.Tensor, samples: torch.Tensor) -> None:
         video = frame_scores.mean(1)  # (S, B)
-        sign = -1.0 if name in LOWER_IS_BETTER else 1.0
-        for store, pick in ((self.best, torch.argmax), (self.worst, torch.argmin)):
-            idx = pick(sign * video, 0)  # (B,)
+        signed = self.sign * video  # higher is better
+        for attr, pick, better in (("best", torch.argmax, 1.0),
+                                   ("worst", torch.argmin, -1.0)):
+            idx = pick(signed, 0)  # (B,)
             cols = torch.arange(video.shape[1])
             # advanced indices around a slice put the video axis first
-            cand = (video[idx, cols], frame_scores[idx, :, cols].T,  # (B,), (T, B)
-                    samples[idx, :, cols])  # (B, T, C, H, W)
-            if name not in store:
-                store[name] = cand
-                continue
-            old = store[name]
-            better = sign * cand[0] > sign * old[0]
-            if store is self.worst:
-                better = sign * cand[0] < sign * old[0]
-            store[name] = tuple(torch.where(_bcast(better, o, dim), c, o)
-                                for c, o, dim in zip(cand, old, (0, 1, 0)))
+            new = {"score": video[idx, cols],  # (B,)
+                   "frames": frame_scores[idx, :, cols].T,  # (T, B)
+                   "samples": samples[idx, :, cols]}  # (B, T, C, H, W)
+            setattr(self, attr, self._merge(getattr(self, attr), new, better))
 
-
-def _bcast(mask: torch.Tensor, like: torch.Tensor, dim: int) -> torch.Tensor:
-    shape = [1] * like.dim()
-    shape[dim] = -1
-    return mask.view(shape)
+    def _merge(self, old, new, better: float):
+        if old is None:
+            return new
+        take = better * self.sign * (new["score"] - old["score"]) > 0  # (B,)
+        return {"score": torch.where(take, new["score"], old["score"]),
+                "frames": torch.where(take[None], new["frames"], old["frames"]),
+                "samples": torch.where(take.view(-1, 1, 1, 1, 1), new["samples"],
+                                       old["samples"])}
 
 
 def _to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -77,75 +147,77 @@ def _to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, batches: Iterable[torch.Tensor], nt_cond: int, nt_pred: int,
-             n_samples: int = 100, dt: Optional[float] = None, lpips_model=None,
-             chunk_samples: int = 20, seed: int = 1, progress: bool = True,
-             device=None, keep_samples: Optional[int] = None) -> Dict:
-    """Best-of-``n_samples`` evaluation of ``model`` on test ``batches``.
+def evaluate(model, batches: Iterable[torch.Tensor], protocol: Protocol, *,
+             lpips_model=None, keep_samples: Optional[int] = None,
+             chunk_samples: int = 20, progress: bool = True,
+             after_batch: Optional[Callable[[], object]] = None) -> EvalResult:
+    """Best-of-``protocol.n_samples`` evaluation of ``model`` on test ``batches``.
 
     Parameters
     ----------
-    model : :class:`srvp.SRVP` (or any object with the same ``predict``).
+    model : :class:`srvp.SRVP` (or any module with the same ``predict``); the
+        batches go to the device of its parameters.
     batches : iterable of test videos (T, B, C, H, W) in [0, 1], T >= nt_cond +
         nt_pred.
-    nt_cond, nt_pred : conditioning and predicted frames.
-    n_samples : futures per video; samples are drawn ``chunk_samples`` at a time.
-    dt : Euler step of the prediction (default: the training step).
+    protocol : frames, samples, Euler step and seed (:class:`Protocol`).
     lpips_model : a model from :func:`srvp.metrics.load_lpips`, or None.
-    seed : test seed (the official protocol uses 1).
     keep_samples : keep the sample arrays of the first ``keep_samples`` videos
         only (None: all). The scores cover every video either way; the arrays
         of all 5,000 Moving MNIST test videos take about 4 GB.
-
-    Returns
-    -------
-    dict with, per metric, ``per_video`` (N,) best scores and ``per_frame`` (N,
-    nt_pred) scores of the best sample; reference predictors under
-    ``reference``; ``samples``: uint8 arrays (N, T, C, H, W) of the best, worst
-    and first random samples, the conditioning frames and the ground truth, for
-    the first ``keep_samples`` videos.
+    chunk_samples : samples drawn at a time (memory, not results).
+    after_batch : called after each batch (the command line's
+        ``--release-memory`` hands the freed heap back there).
     """
-    torch.manual_seed(seed)
-    n_kept = 0  # videos whose sample arrays are kept so far
-    device = device or next(model.parameters()).device
+    p = protocol
+    torch.manual_seed(p.seed)
+    device = next(model.parameters()).device
     fns = frame_metrics(lpips_model)
-    per_video = {n: [] for n in fns}
-    per_frame = {n: [] for n in fns}
+    scores = {n: {"per_video": [], "per_frame": []} for n in fns}
     refs = {r: {n: [] for n in fns} for r in ("blank", "last_frame")}
-    kept = {"cond": [], "truth": [], "random": []}
-    best_s, worst_s = {n: [] for n in fns}, {n: [] for n in fns}
+    kept: Dict[str, list] = {k: [] for k in ("cond", "truth", "random")}
+    kept.update({f"{n}_{w}": [] for n in fns for w in ("best", "worst")})
+    n_kept = 0
     for x in tqdm(batches, desc="evaluation", disable=not progress):
-        x = x[: nt_cond + nt_pred].to(device)
-        x_cond, target = x[:nt_cond], x[nt_cond:]
-        sel = _Selection(fns)
+        x = x[: p.nt_cond + p.nt_pred].to(device)
+        x_cond, target = x[:p.nt_cond], x[p.nt_cond:]
+        trackers = {n: _Tracker(n not in LOWER_IS_BETTER) for n in fns}
         randoms = []
-        for s0 in range(0, n_samples, chunk_samples):
-            pred = model.predict(x_cond, nt_pred, min(chunk_samples, n_samples - s0),
-                                 dt=dt)
-            pred8 = _to_uint8(pred).cpu()
+        for s0 in range(0, p.n_samples, chunk_samples):
+            pred = model.predict(x_cond, p.nt_pred, min(chunk_samples,
+                                                         p.n_samples - s0), dt=p.dt)
+            pred8 = _to_uint8(pred).cpu()  # (S, T, B, C, H, W)
             if len(randoms) < N_KEPT_RANDOM:
                 randoms.append(pred8[: N_KEPT_RANDOM - len(randoms)])
             for name, fn in fns.items():
-                scores = torch.stack([fn(p, target) for p in pred]).cpu()  # (S, T, B)
-                sel.update(name, scores, pred8)
+                frame_scores = torch.stack([fn(s, target) for s in pred]).cpu()
+                trackers[name].update(frame_scores, pred8)  # (S, T, B)
+        for name, tr in trackers.items():
+            scores[name]["per_video"].append(tr.best["score"])
+            scores[name]["per_frame"].append(tr.best["frames"])
+        _reference_scores(refs, fns, x_cond, target)
         k = x.shape[1] if keep_samples is None else \
             max(0, min(x.shape[1], keep_samples - n_kept))  # videos kept here
         n_kept += k
-        for name in fns:  # clone(): a slice would keep the whole batch's samples
-            per_video[name].append(sel.best[name][0])
-            per_frame[name].append(sel.best[name][1])
-            best_s[name].append(sel.best[name][2][:k].clone())
-            worst_s[name].append(sel.worst[name][2][:k].clone())
-        _reference_scores(refs, fns, x_cond, target)
+        for name, tr in trackers.items():  # clone(): a view keeps the whole batch
+            kept[f"{name}_best"].append(tr.best["samples"][:k].clone())
+            kept[f"{name}_worst"].append(tr.worst["samples"][:k].clone())
         kept["cond"].append(_to_uint8(x_cond[:, :k]).cpu().transpose(0, 1))
         kept["truth"].append(_to_uint8(target[:, :k]).cpu().transpose(0, 1))
-        kept["random"].append(torch.cat(randoms).permute(2, 0, 1, 3, 4, 5)[:k]
-                              .clone())
-        del pred, pred8, randoms, sel
-        release_free_memory()  # else the heap grows batch after batch (srvp.memory)
-    return _package(per_video, per_frame, refs, kept, best_s, worst_s,
-                    dict(nt_cond=nt_cond, nt_pred=nt_pred, n_samples=n_samples,
-                         dt=dt, seed=seed, lpips=lpips_model is not None))
+        kept["random"].append(torch.cat(randoms)[:, :, :k]  # (k, R, T, C, H, W)
+                              .permute(2, 0, 1, 3, 4, 5).clone())
+        del pred, pred8, randoms, trackers
+        if after_batch is not None:
+            after_batch()
+    metrics = {}
+    for name, s in scores.items():
+        per_video = torch.cat(s["per_video"]).double().numpy()  # (N,)
+        per_frame = torch.cat(s["per_frame"], 1).T.double().numpy()  # (N, T)
+        metrics[name] = summarize(per_video) | {"per_video": per_video,
+                                                "per_frame": per_frame}
+    reference = {r: {n: summarize(torch.cat(v).double().numpy())
+                     for n, v in per_metric.items()} for r, per_metric in refs.items()}
+    samples = {k: torch.cat(v).numpy() for k, v in kept.items()}
+    return EvalResult(replace(p), metrics, reference, samples)
 
 
 def _reference_scores(refs, fns, x_cond, target) -> None:
@@ -156,33 +228,16 @@ def _reference_scores(refs, fns, x_cond, target) -> None:
             refs[ref][name].append(fn(pred, target).mean(0).cpu())
 
 
-def _package(per_video, per_frame, refs, kept, best_s, worst_s, protocol) -> Dict:
-    out = {"protocol": protocol, "metrics": {}, "reference": {}, "samples": {}}
-    for name in per_video:
-        v = torch.cat(per_video[name]).double().numpy()
-        f = torch.cat(per_frame[name], 1).T.double().numpy()  # (N, T)
-        out["metrics"][name] = summarize(v) | {"per_video": v, "per_frame": f}
-        out["samples"][f"{name}_best"] = torch.cat(best_s[name]).numpy()
-        out["samples"][f"{name}_worst"] = torch.cat(worst_s[name]).numpy()
-    for ref, scores in refs.items():
-        out["reference"][ref] = {n: summarize(torch.cat(s).double().numpy())
-                                 for n, s in scores.items()}
-    out["samples"]["cond"] = torch.cat(kept["cond"]).numpy()
-    out["samples"]["truth"] = torch.cat(kept["truth"]).numpy()
-    out["samples"]["random"] = torch.cat(kept["random"]).numpy()  # (N, k, T, ...)
-    return out
-
-
-def add_fvd(results: Dict, i3d_model, batch_size: int = 16) -> float:
-    """FVD of the official protocol, stored in ``results["fvd"]``.
+def add_fvd(results: EvalResult, i3d_model, batch_size: int = 16) -> float:
+    """FVD of the official protocol, stored in ``results.fvd``.
 
     Real set: conditioning frames + ground truth; generated set: conditioning
     frames + the first random sample of each video (not the best one).
     """
     from .metrics.fvd import fvd, fvd_videos
 
-    s = results["samples"]
-    n = results["metrics"]["psnr"]["n"]
+    s = results.samples
+    n = results.metrics["psnr"]["n"]
     if len(s["cond"]) != n:
         raise ValueError(f"FVD needs the samples of all {n} videos, the results keep "
                          f"{len(s['cond'])}: evaluate with keep_samples=None")
@@ -190,7 +245,7 @@ def add_fvd(results: Dict, i3d_model, batch_size: int = 16) -> float:
     real, fake = fvd_videos(as_video(s["cond"]), as_video(s["truth"]),
                             as_video(s["random"][:, 0]))
     value = fvd(real, fake, model=i3d_model, batch_size=batch_size)
-    results["fvd"] = {"value": float(value), "sample": "random sample 1",
+    results.fvd = {"value": float(value), "sample": "random sample 1",
                       "note": "PyTorch I3D: close to, not identical with, TF-Hub FVD"}
     return float(value)
 
@@ -223,27 +278,9 @@ def _ci95(values: np.ndarray) -> float:
     return float(1.96 * values.std() / math.sqrt(len(values)))
 
 
-def save_results(results: Dict, path) -> None:
-    """Write the JSON report (metrics, intervals, per-video values), atomically;
-    the sample arrays go to ``<path stem>_samples.npz`` beside it."""
-    from pathlib import Path
-
-    path = Path(path)
-    report = {"protocol": results["protocol"], "reference": results["reference"],
-              "metrics": {n: {k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                              for k, v in m.items()}
-                          for n, m in results["metrics"].items()}}
-    for key in ("model", "fvd"):
-        if key in results:
-            report[key] = results[key]
-    atomic_write_text(path, json.dumps(report, indent=1) + "\n")
-    npz = path.with_name(path.stem + "_samples.npz")
-    with atomic_file(npz) as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, **results["samples"])
-
-
-def format_table(results: Dict) -> str:
-    """A text table: the model's best-of-N scores next to the references."""
+def format_table(results) -> str:
+    """A text table: the model's best-of-N scores next to the references
+    (an :class:`EvalResult` or a JSON report read back)."""
     names = list(results["metrics"])
     lines = [f"{'predictor':24s}" + "".join(f"{n.upper():>20s}" for n in names)]
     rows = [(f"model (best of {results['protocol']['n_samples']})",

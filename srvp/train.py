@@ -1,14 +1,10 @@
 """Training: the official loop, resumable, on CPU, one GPU or many (book ch. 4).
 
-A run folder holds ``config.json`` and ``model.pt`` (the official layout, so
-:func:`srvp.load_official` reads it), ``model_best.pt`` (best validation PSNR),
-``checkpoint.pt`` (everything needed to resume), ``log.jsonl`` (one JSON object
-per logged step and per validation) and ``run.json`` (the options of the run).
+The trainer writes a run folder (:mod:`srvp.run_folder` describes its files).
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import random
@@ -23,12 +19,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .batches import StepBatches, make_sources, validation_batches
-from .checkpoint import atomic_torch_save
+from . import run_folder as rf
 from .config import Config
-from .fileio import atomic_write_text
+from .data.batches import StepBatches
+from .data.registry import training_sources, validation_batches
 from .metrics.pixel import psnr
-from .models import build_model, compute_loss
+from .model_registry import build_model, compute_loss
 
 
 class TrainingDiverged(RuntimeError):
@@ -123,7 +119,7 @@ class Trainer:
             self.device = torch.device("cuda", local)
         _check_amp(opts.amp, self.device)
         self._check_folder(resume)
-        self.train_source, self.val_source = make_sources(cfg, data_dir)
+        self.train_source, self.val_source = training_sources(cfg, data_dir)
         self._setup_distributed()
         torch.manual_seed(opts.seed)  # the same initial weights on every rank
         self.model = build_model(cfg).to(self.device)
@@ -137,9 +133,9 @@ class Trainer:
 
     # ------------------------------------------------------------- setup
     def _check_folder(self, resume: bool) -> None:
-        cfg_path = self.out / "config.json"
+        cfg_path = self.out / rf.CONFIG
         if resume:
-            if not (self.out / "checkpoint.pt").exists():
+            if not (self.out / rf.CHECKPOINT).exists():
                 raise RunFolderError(f"--resume: {self.out} holds no checkpoint.pt; "
                                      "start a new run without --resume")
             saved = Config.load(cfg_path)
@@ -189,12 +185,12 @@ class Trainer:
         if self.rank != 0:
             return
         self.out.mkdir(parents=True, exist_ok=True)
-        self.cfg.save(self.out / "config.json")
-        atomic_torch_save(self.state(), self.out / "checkpoint.pt")
-        atomic_torch_save(self.model.state_dict(), self.out / "model.pt")
+        self.cfg.save(self.out / rf.CONFIG)
+        rf.atomic_torch_save(self.state(), self.out / rf.CHECKPOINT)
+        rf.atomic_torch_save(self.model.state_dict(), self.out / rf.WEIGHTS)
 
     def _load_checkpoint(self) -> None:
-        ckpt = torch.load(self.out / "checkpoint.pt", map_location=self.device,
+        ckpt = torch.load(self.out / rf.CHECKPOINT, map_location=self.device,
                           weights_only=False)  # our own file: holds RNG states
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -205,13 +201,12 @@ class Trainer:
         np.random.set_state(ckpt["rng"]["numpy"])
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
         if self.rank == 0:
-            drop_log_after(self.out / "log.jsonl", self.step)
+            rf.drop_log_after(self.out, self.step)
 
     # ----------------------------------------------------------- logging
     def log(self, record: dict) -> None:
         if self.rank == 0:
-            with open(self.out / "log.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+            rf.append_log(self.out, record)
 
     # ---------------------------------------------------------- training
     def train_step(self, x: torch.Tensor):
@@ -226,7 +221,7 @@ class Trainer:
         if not torch.isfinite(terms.loss):
             raise TrainingDiverged(
                 f"loss is {terms.loss.item()} at step {self.step + 1}; the last "
-                f"good checkpoint ({self.out / 'checkpoint.pt'}) is kept. Lower the "
+                f"good checkpoint ({self.out / rf.CHECKPOINT}) is kept. Lower the "
                 "learning rate or disable AMP, then --resume")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(terms.loss).backward()
@@ -307,7 +302,7 @@ class Trainer:
         better = score > self.best_psnr
         if better:
             self.best_psnr = score
-            atomic_torch_save(self.model.state_dict(), self.out / "model_best.pt")
+            rf.atomic_torch_save(self.model.state_dict(), self.out / rf.BEST_WEIGHTS)
         self.log({"step": self.step, "val_psnr": round(score, 4),
                   "best_psnr": round(self.best_psnr, 4),
                   "time": round(self.elapsed, 1)})
@@ -346,18 +341,3 @@ def train(cfg: Config, out, data_dir=None, resume: bool = False, **options) -> T
     trainer = Trainer(cfg, out, data_dir, Options(**options), resume=resume)
     trainer.fit()
     return trainer
-
-
-def drop_log_after(path: Path, step: int) -> None:
-    """Forget log records past ``step``: a resumed run writes them again."""
-    if not path.exists():
-        return
-    lines = [ln for ln in path.read_text().splitlines()
-             if ln.strip() and json.loads(ln).get("step", 0) <= step]
-    atomic_write_text(path, "".join(ln + "\n" for ln in lines))
-
-
-def write_run_info(out, info: dict) -> None:
-    """Record how a run was launched (``run.json``), atomically."""
-    Path(out).mkdir(parents=True, exist_ok=True)
-    atomic_write_text(Path(out) / "run.json", json.dumps(info, indent=2) + "\n")

@@ -162,3 +162,26 @@ def latent_trajectory(y, labels: Optional[Sequence[str]] = None, ax=None):
     if labels is not None:
         ax.legend(fontsize=7)
     return ax.figure
+
+
+def plot_log(path, terms=("nll", "kl_y", "kl_z", "l2_res")):
+    """Training terms and validation PSNR against the step, as one figure."""
+    import matplotlib.pyplot as plt
+
+    from .run_folder import read_log
+
+    log = read_log(path)
+    fig, axes = plt.subplots(1, len(terms) + 1, figsize=(3 * (len(terms) + 1), 2.8))
+    steps = [r["step"] for r in log["train"]]
+    for ax, term in zip(axes, terms):
+        ax.plot(steps, [r[term] for r in log["train"]], lw=1)
+        ax.set_title(term)
+        ax.set_xlabel("step")
+        if term == "nll":
+            ax.set_yscale("symlog")
+    ax = axes[-1]
+    ax.plot([r["step"] for r in log["val"]], [r["val_psnr"] for r in log["val"]], "o-")
+    ax.set_title("validation PSNR (dB)")
+    ax.set_xlabel("step")
+    fig.tight_layout()
+    return fig

@@ -8,13 +8,14 @@ import pytest
 import torch
 from test_tfrecord import encode_example, frame_record, write_tfrecord
 
-from srvp.batches import make_sources
+from srvp.cli import data as cli
 from srvp.config import PRESETS
-from srvp.data import bair, cli
-from srvp.data.mnist import split_indices
+from srvp.data import bair
+from srvp.data.mnist_idx import split_indices
+from srvp.data.registry import test_batches as make_test_batches
+from srvp.data.registry import training_sources
 from srvp.data.tfrecord import TFRecordError
 from srvp.data.video_io import ArchiveError, DownloadError
-from srvp.evaluate_cli import test_batches as make_test_batches
 
 
 def synthetic_video(k, rng):
@@ -141,7 +142,7 @@ def test_split_and_training_clips(converted):
 
 def test_make_sources_and_test_batches(converted):
     root, _, test, _ = converted
-    train, val = make_sources(PRESETS["bair"], str(root))
+    train, val = training_sources(PRESETS["bair"], str(root))
     assert train.generate(2).shape == (2, 12, 3, 64, 64)
     assert val.generate(2).shape == (2, 12, 3, 64, 64)
     ds = bair.BairTestSet(root)

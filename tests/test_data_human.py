@@ -3,13 +3,14 @@ import numpy as np
 import pytest
 import torch
 
-from srvp.batches import make_sources
+from srvp.cli import data as cli
 from srvp.config import PRESETS
-from srvp.data import cli, human
-from srvp.data.mnist import split_indices
-from srvp.data.testset import InvalidTestSetError
+from srvp.data import human
+from srvp.data.mnist_idx import split_indices
+from srvp.data.moving_mnist_testset import InvalidTestSetError
+from srvp.data.registry import test_batches as make_test_batches
+from srvp.data.registry import training_sources
 from srvp.data.video_io import VideoDecodeError, crop_resize, decode_video
-from srvp.evaluate_cli import test_batches as make_test_batches
 
 TEST_VIDEOS = [(9, "Walking.54138969"), (9, "Eating 1.55011271"),
                (11, "Sitting.60457274"), (11, "Walking 1.54138969"),
@@ -148,7 +149,7 @@ def test_official_npz_files_are_read_too(tmp_path):
 
 def test_make_sources_for_human(tmp_path):
     write_converted(tmp_path / "train", TRAIN_NAMES)
-    train, val = make_sources(PRESETS["human"], str(tmp_path))
+    train, val = training_sources(PRESETS["human"], str(tmp_path))
     assert train.stride == 8 and train.generate(2).shape == (2, 16, 3, 16, 16)
     assert val.generate(1).shape == (1, 53, 3, 16, 16)
 

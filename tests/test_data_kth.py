@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from srvp.batches import make_sources
+from srvp.cli import data as cli
 from srvp.config import PRESETS
-from srvp.data import cli, kth
-from srvp.data.mnist import split_indices
-from srvp.data.testset import InvalidTestSetError
+from srvp.data import kth
+from srvp.data.mnist_idx import split_indices
+from srvp.data.moving_mnist_testset import InvalidTestSetError
+from srvp.data.registry import test_batches as make_test_batches
+from srvp.data.registry import training_sources
 from srvp.data.video_io import ArchiveError, DownloadError, VideoDecodeError
-from srvp.evaluate_cli import test_batches as make_test_batches
 
 # Obtained by running the official preprocessing/kth/make_test_set.py (defaults:
 # 1,000 clips, 40 frames, seed 42) on PNG folders of the synthetic videos of
@@ -151,12 +152,12 @@ def test_generate_draws_long_enough_videos_deterministically(processed):
 
 def test_make_sources_for_kth(processed):
     cfg = PRESETS["kth"]
-    train, val = make_sources(cfg, str(processed))
+    train, val = training_sources(cfg, str(processed))
     assert train.generate(3, rng=np.random.default_rng(0)).shape == (3, 20, 1, 64, 64)
     assert val.generate(2, rng=np.random.default_rng(0)).shape == (2, 30, 1, 64, 64)
     (processed / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="processed_64"):
-        make_sources(cfg, str(processed / "empty"))
+        training_sources(cfg, str(processed / "empty"))
 
 
 # --- test set ------------------------------------------------------------------------

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from srvp.data import cli, mmnist, testset
-from srvp.data import mnist as mnist_io
+from srvp.cli import data as cli
+from srvp.data import mnist_idx as mnist_io
+from srvp.data import moving_mnist as mmnist
+from srvp.data import moving_mnist_testset as testset
 
 # SHA-256 of the raw bytes of each array, obtained by running the official script
 # preprocessing/mmnist/make_test_set.py (edouardelasalles/srvp, with only its

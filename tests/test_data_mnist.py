@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from srvp.data import mnist
+from srvp.data import mnist_idx as mnist
 
 
 def _write_idx(path, array, magic_type=0x08, compress=False):

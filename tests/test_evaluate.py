@@ -7,8 +7,9 @@ import pytest
 import torch
 from helpers import tiny, video
 
-from srvp.evaluate import evaluate, format_table, save_results, summarize
+from srvp.evaluate import Protocol, evaluate, format_table, summarize
 from srvp.metrics import psnr
+from srvp.run_folder import save_results
 
 
 class NoisyOracle(torch.nn.Module):
@@ -47,7 +48,7 @@ def _data(bsz=3):
 
 def test_best_and_worst_sample_per_video():
     x, truth = _data()
-    res = evaluate(NoisyOracle(x, 4), [x], 3, 4, n_samples=4, chunk_samples=3,
+    res = evaluate(NoisyOracle(x, 4), [x], Protocol(3, 4, 4), chunk_samples=3,
                    progress=False)
     best = torch.from_numpy(res["samples"]["psnr_best"]).float() / 255
     worst = torch.from_numpy(res["samples"]["psnr_worst"]).float() / 255
@@ -64,9 +65,9 @@ def test_best_and_worst_sample_per_video():
 
 def test_chunking_does_not_change_the_result():
     x, truth = _data()
-    a = evaluate(NoisyOracle(x, 5), [x], 3, 4, n_samples=5, chunk_samples=2,
+    a = evaluate(NoisyOracle(x, 5), [x], Protocol(3, 4, 5), chunk_samples=2,
                  progress=False)
-    b = evaluate(NoisyOracle(x, 5), [x], 3, 4, n_samples=5, chunk_samples=5,
+    b = evaluate(NoisyOracle(x, 5), [x], Protocol(3, 4, 5), chunk_samples=5,
                  progress=False)
     for m in ("psnr", "ssim"):
         np.testing.assert_allclose(a["metrics"][m]["per_video"],
@@ -78,8 +79,8 @@ def test_keep_samples_keeps_the_arrays_of_the_first_videos_only():
     # so that a 5,000-video evaluation does not hold 4 GB of samples
     x, _ = _data(bsz=5)
     batches = [x[:, :2], x[:, 2:4], x[:, 4:]]
-    full = evaluate(NoisyOracle(x, 4), batches, 3, 4, n_samples=4, progress=False)
-    part = evaluate(NoisyOracle(x, 4), batches, 3, 4, n_samples=4, progress=False,
+    full = evaluate(NoisyOracle(x, 4), batches, Protocol(3, 4, 4), progress=False)
+    part = evaluate(NoisyOracle(x, 4), batches, Protocol(3, 4, 4), progress=False,
                     keep_samples=3)
     for m in ("psnr", "ssim"):
         np.testing.assert_array_equal(part["metrics"][m]["per_video"],
@@ -88,7 +89,7 @@ def test_keep_samples_keeps_the_arrays_of_the_first_videos_only():
     for key, value in full["samples"].items():
         assert len(value) == 5 and len(part["samples"][key]) == 3, key
         np.testing.assert_array_equal(part["samples"][key], value[:3])
-    none = evaluate(NoisyOracle(x, 4), batches, 3, 4, n_samples=4, progress=False,
+    none = evaluate(NoisyOracle(x, 4), batches, Protocol(3, 4, 4), progress=False,
                     keep_samples=0)
     assert all(len(v) == 0 for v in none["samples"].values())
     assert none["metrics"]["psnr"]["n"] == 5
@@ -96,7 +97,7 @@ def test_keep_samples_keeps_the_arrays_of_the_first_videos_only():
 
 def test_references_and_interval():
     x, truth = _data()
-    res = evaluate(NoisyOracle(x, 2), [x[:, :2], x[:, 2:]], 3, 4, n_samples=2,
+    res = evaluate(NoisyOracle(x, 2), [x[:, :2], x[:, 2:]], Protocol(3, 4, 2),
                    progress=False)
     blank = psnr(torch.zeros_like(truth), truth).mean(0).double().numpy()
     assert res["reference"]["blank"]["psnr"]["mean"] == pytest.approx(blank.mean())
@@ -121,7 +122,7 @@ def test_infinite_psnr_is_kept_and_summarised_apart(tmp_path):
     model, cfg = tiny()
     x = video(cfg, nt=cfg.nt_gen, bsz=2)
     x[cfg.nt_cond] = x[cfg.nt_cond - 1]  # the last frame repeated is exact once
-    res = evaluate(model, [x], cfg.nt_cond, cfg.nt_gen - cfg.nt_cond, n_samples=2,
+    res = evaluate(model, [x], Protocol(cfg.nt_cond, cfg.nt_gen - cfg.nt_cond, 2),
                    progress=False)
     last = res["reference"]["last_frame"]["psnr"]
     assert last["mean"] == np.inf and last["n_infinite"] == 2
@@ -134,7 +135,7 @@ def test_infinite_psnr_is_kept_and_summarised_apart(tmp_path):
 def test_real_model_end_to_end_and_files(tmp_path):
     model, cfg = tiny()
     x = video(cfg, nt=cfg.nt_gen, bsz=2)
-    res = evaluate(model, [x], cfg.nt_cond, cfg.nt_gen - cfg.nt_cond, n_samples=3,
+    res = evaluate(model, [x], Protocol(cfg.nt_cond, cfg.nt_gen - cfg.nt_cond, 3),
                    progress=False)
     n_pred = cfg.nt_gen - cfg.nt_cond
     assert res["samples"]["psnr_best"].shape == (2, n_pred, 1, 64, 64)
@@ -185,13 +186,13 @@ def test_fvd_from_results_with_random_i3d():
 
     x, truth = _data(bsz=2)
     x = torch.cat([x, x[-3:]])  # 10 frames: I3D needs at least 9
-    res = evaluate(NoisyOracle(x, 2, nt_cond=3), [x], 3, 7, n_samples=2,
+    res = evaluate(NoisyOracle(x, 2, nt_cond=3), [x], Protocol(3, 7, 2),
                    progress=False)
     i3d = InceptionI3d().eval()
     value = add_fvd(res, i3d, batch_size=2)
     assert np.isfinite(value) and res["fvd"]["value"] == value
     assert "FVD" in format_table(res)
-    part = evaluate(NoisyOracle(x, 2, nt_cond=3), [x], 3, 7, n_samples=2,
+    part = evaluate(NoisyOracle(x, 2, nt_cond=3), [x], Protocol(3, 7, 2),
                     progress=False, keep_samples=1)
     with pytest.raises(ValueError, match="FVD needs the samples of all 2 videos"):
         add_fvd(part, i3d, batch_size=2)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from srvp.data import build_test_set, load_mnist, render
-from srvp.data.testset import digits_overlap
+from srvp.data.moving_mnist_testset import digits_overlap
 
 
 def latents_of(*frames):

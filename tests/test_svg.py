@@ -12,10 +12,10 @@ import srvp.baselines.svg as svg_mod
 from srvp import SRVP, load_official, preset, save_experiment
 from srvp.baselines import SVG, SVGLoss, SVGOutput, svg_loss
 from srvp.baselines.svg import skip_frame
-from srvp.evaluate import evaluate
+from srvp.evaluate import Protocol, evaluate
 from srvp.loss import Loss
 from srvp.metrics import psnr
-from srvp.models import build_model, compute_loss
+from srvp.model_registry import build_model, compute_loss
 from srvp.train import train
 
 SIZES = dict(model="svg", nf=4, g_dim=8, z_dim=3, rnn_size=8)
@@ -96,8 +96,8 @@ def test_config_errors():
         tiny(nt_cond=1, nt_inf=1)
     with pytest.raises(ValueError, match="DCGAN"):
         tiny(archi="vgg")
-    with pytest.raises(ValueError, match="model"):
-        preset("smoke", model="svp")
+    with pytest.raises(ValueError, match="model='svp': choose one of"):
+        build_model(preset("smoke", model="svp"))  # the one model registry
 
 
 # ------------------------------------------- official training behaviour
@@ -339,7 +339,7 @@ def test_shared_evaluation_is_model_agnostic(monkeypatch):
         return recorded[-1]
 
     monkeypatch.setattr(model, "predict", recording)
-    kw = dict(nt_cond=2, nt_pred=4, n_samples=5, chunk_samples=2, progress=False)
+    kw = dict(protocol=Protocol(2, 4, n_samples=5), chunk_samples=2, progress=False)
     res = evaluate(model, batches, **kw)
     assert len(recorded) == 6  # 3 chunks per batch
     ref = evaluate(_Replay(recorded), batches, **kw)

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from srvp import preset
-from srvp.runlog import read_log
+from srvp.cli.train import parse_overrides
+from srvp.run_folder import read_log
 from srvp.train import (
     Options,
     Trainer,
@@ -20,7 +21,6 @@ from srvp.train import (
     lr_at,
     train,
 )
-from srvp.train_cli import parse_overrides
 
 SMOKE = dict(lr_scheduling_burnin=8, lr_scheduling_n_iter=4, val_interval=6)
 

@@ -8,8 +8,7 @@ clips (n, T, C, H, W) with ``generate(n, rng=...)``.
 from .bair import Bair, BairTestSet, convert_bair, download_bair
 from .human import Human, HumanTestSet, convert_human
 from .kth import KTH, KTHTestSet, convert_kth, download_kth
-from .mmnist import MovingMNIST, collate_fn, render, sample_trajectories
-from .mnist import (
+from .mnist_idx import (
     ENV_VAR,
     IDXFormatError,
     MNISTNotFoundError,
@@ -18,7 +17,8 @@ from .mnist import (
     read_idx,
     split_indices,
 )
-from .testset import (
+from .moving_mnist import MovingMNIST, collate_fn, render, sample_trajectories
+from .moving_mnist_testset import (
     InvalidTestSetError,
     MovingMNISTTestSet,
     build_test_set,

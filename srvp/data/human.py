@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .mnist import split_indices
-from .testset import InvalidTestSetError
+from .mnist_idx import split_indices
+from .moving_mnist_testset import InvalidTestSetError
 from .video_io import (
     FixedVideos,
     LazyArrays,

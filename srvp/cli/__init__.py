@@ -8,11 +8,11 @@ import argparse
 import sys
 from typing import Dict, List, Optional
 
-from .config import PRESETS
+from ..config import PRESETS
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
-    from .models import build_model
+    from ..model_registry import build_model
 
     names = [args.name] if args.name else list(PRESETS)
     for name in names:
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Modules that add commands: each defines ``register(subparsers)``.
 _COMMAND_MODULES: Dict[str, str] = {
-    "data": "data.cli", "train": "train_cli", "evaluate": "evaluate_cli"}
+    "data": "cli.data", "train": "cli.train", "evaluate": "cli.evaluate"}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -1,0 +1,114 @@
+"""``python -m srvp train``: the command line of :mod:`srvp.train`."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Dict, List
+
+from ..config import PRESETS, Config, preset
+
+_EPILOG = """examples:
+  python -m srvp train --preset cpu --amp bf16 --data-dir MNIST_DIR --out runs/cpu
+  python -m srvp train --preset smmnist --data-dir MNIST_DIR --out runs/sm --amp bf16
+  torchrun --nproc_per_node 4 -m srvp train --preset kth ... (one process per GPU)
+  python -m srvp train --preset cpu --amp bf16 --data-dir MNIST_DIR --out runs/cpu \\
+      --resume
+
+A run can be stopped at any time (Ctrl-C, SIGTERM, even kill -9): --resume
+continues it from its last checkpoint and ends with the same weights as an
+uninterrupted run (on CPU)."""
+
+
+def parse_overrides(items: List[str]) -> Dict[str, object]:
+    """``["ny=10", "skipco=true"]`` -> typed values for :meth:`Config.replace`."""
+    types = {f.name: str(f.type) for f in dataclasses.fields(Config)}
+    out: Dict[str, object] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: expected key=value")
+        if key not in types:
+            raise ValueError(f"--set {key}: unknown config field; known fields: "
+                             f"{', '.join(sorted(types))}")
+        out[key] = _cast(key, raw, types[key])
+    return out
+
+
+def _cast(key: str, raw: str, kind: str):
+    try:
+        if kind == "bool":
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return raw.lower() in ("true", "1", "yes")
+        return {"int": int, "float": float, "str": str}[kind](raw)
+    except ValueError:
+        raise ValueError(f"--set {key}={raw}: expected a value of type "
+                         f"{kind}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..run_folder import write_run_info
+    from ..train import Options, Trainer, TrainingDiverged
+
+    try:
+        cfg = preset(args.preset, **parse_overrides(args.set))
+        opts = Options(device=args.device, amp=args.amp, compile=args.compile,
+                       seed=args.seed, workers=args.workers,
+                       log_interval=args.log_interval, ckpt_interval=args.ckpt_interval,
+                       max_steps=args.max_steps, time_limit=args.time_limit)
+        trainer = Trainer(cfg, args.out, args.data_dir, opts, resume=args.resume)
+    except (ValueError, TypeError, FileNotFoundError, NotImplementedError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if trainer.rank == 0:
+        write_run_info(args.out, {"argv": sys.argv, "preset": args.preset,
+                                  "overrides": args.set,
+                                  "options": dataclasses.asdict(opts)})
+    try:
+        code = trainer.fit()
+    except TrainingDiverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    state = "finished" if code == 0 else "stopped (resume with --resume)"
+    print(f"{state} at step {trainer.step:,}/{cfg.n_iter:,}; "
+          f"best validation PSNR {trainer.best_psnr:.2f} dB; run folder {args.out}")
+    return code
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train SRVP (CPU, one GPU, or many with torchrun)",
+        description="Train SRVP with the official recipe: Adam (lr 3e-4), constant\n"
+                    "learning rate then linear decay to zero, validation by best-of-N\n"
+                    "PSNR every val_interval steps and at the last step.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", required=True, choices=sorted(PRESETS),
+                   help="hyperparameters of the paper (smmnist, mmnist, kth, human, "
+                        "bair) or the small cpu / smoke models")
+    p.add_argument("--data-dir", help="dataset folder (Moving MNIST: the MNIST IDX "
+                                      "files; default: $SRVP_MNIST_DIR)")
+    p.add_argument("--out", required=True, help="run folder (created)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set batch_size=32 "
+                        "(repeatable; see `python -m srvp presets NAME`)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA if present), cpu, cuda, cuda:N")
+    p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"],
+                   help="mixed precision through torch.amp (fp16 adds a gradient "
+                        "scaler; both also run on CPU, fp16 slowly there)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--seed", type=int, default=1, help="seed of data and noise")
+    p.add_argument("--workers", type=int, default=0,
+                   help="DataLoader processes that prefetch batches")
+    p.add_argument("--log-interval", type=int, default=10,
+                   help="steps between log.jsonl records")
+    p.add_argument("--ckpt-interval", type=int, default=100,
+                   help="steps between resumable checkpoints")
+    p.add_argument("--max-steps", type=int,
+                   help="stop after this step (resumable), e.g. to train in slices")
+    p.add_argument("--time-limit", type=float, metavar="SECONDS",
+                   help="stop after this much training time (resumable)")
+    p.set_defaults(func=_run)

@@ -1,0 +1,217 @@
+"""The run folder: every file a run or an official experiment holds, written
+and read here and nowhere else (book ch. 4 and 8).
+
+An official experiment folder holds ``config.json`` (the training flags) and
+``model.pt`` (a plain state dict), as released with the paper. A run of this
+package uses the same layout, so :func:`load_official` reads both, and adds
+
+- ``checkpoint.pt``: everything needed to resume (weights, optimiser, RNG states),
+- ``model_best.pt``: the weights of the best validation PSNR,
+- ``log.jsonl``: one JSON object per logged training step and per validation,
+- ``run.json``: how the run was launched (command, options),
+- ``results.json`` + ``results_samples.npz``: an evaluation (:func:`save_results`).
+
+Every file is written atomically: a kill leaves the previous version intact.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Dict, List, Tuple, Union
+
+import numpy as np
+import torch
+
+from .config import Config
+from .fileio import atomic_file, atomic_write_text
+from .model_registry import build_model
+
+PathLike = Union[str, os.PathLike]
+
+CONFIG = "config.json"
+WEIGHTS = "model.pt"
+BEST_WEIGHTS = "model_best.pt"
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+RUN_INFO = "run.json"
+RESULTS = "results.json"
+
+
+def atomic_torch_save(obj: Any, path: PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename.
+
+    A crash or a kill during the write leaves any previous file intact.
+    """
+    with atomic_file(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def read_state_dict(path: PathLike,
+                    map_location: Any = "cpu") -> Dict[str, torch.Tensor]:
+    """Load a state dict as data only (``weights_only=True``: never runs code).
+
+    Wrappers are unwrapped: a ``{"model": ...}`` or ``{"state_dict": ...}``
+    checkpoint and the ``module.`` prefix of DistributedDataParallel.
+    """
+    try:
+        sd = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no checkpoint at {path}") from None
+    except Exception as err:  # unpickling errors have several types
+        raise ValueError(f"{path} is not a readable PyTorch state dict "
+                         f"({type(err).__name__}: {err})") from err
+    for key in ("model", "state_dict"):
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+    if not isinstance(sd, dict):
+        raise ValueError(f"{path} holds a {type(sd).__name__}, not a state dict")
+    if sd and all(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return sd
+
+
+def load_official(xp_dir: PathLike, checkpoint: str = WEIGHTS,
+                  map_location: Any = "cpu") -> Tuple[torch.nn.Module, Config]:
+    """Build the model of an experiment folder (an :class:`SRVP`, or the
+    baseline its ``model`` field names) and load its weights.
+
+    Parameters
+    ----------
+    xp_dir : folder with ``config.json`` and the checkpoint.
+    checkpoint : file name of the weights (``model.pt`` or ``model_best.pt``).
+    map_location : passed to ``torch.load``.
+
+    Returns
+    -------
+    (model, cfg) with the model in evaluation mode. The state dict must match
+    the architecture exactly (``strict=True``); a mismatch raises and names the
+    offending keys.
+    """
+    xp_dir = Path(xp_dir)
+    cfg_path = xp_dir / CONFIG
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path} not found: an experiment folder holds "
+                                "config.json and model.pt")
+    with open(cfg_path) as f:
+        cfg = Config.from_official(json.load(f))
+    model = build_model(cfg)
+    sd = read_state_dict(xp_dir / checkpoint, map_location)
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{xp_dir / checkpoint} does not match its config.json "
+                         f"(model={cfg.model}, {cfg.archi}, ny={cfg.ny}, "
+                         f"nz={cfg.nz}, nc={cfg.nc}, skipco={cfg.skipco}): "
+                         f"{err}") from err
+    return model.eval(), cfg
+
+
+def save_experiment(model: torch.nn.Module, xp_dir: PathLike,
+                    checkpoint: str = WEIGHTS) -> None:
+    """Write ``config.json`` and the weights in the official layout, atomically."""
+    xp_dir = Path(xp_dir)
+    xp_dir.mkdir(parents=True, exist_ok=True)
+    model.cfg.save(xp_dir / CONFIG)
+    atomic_torch_save(model.state_dict(), xp_dir / checkpoint)
+
+
+# ------------------------------------------------------------------ the log
+def append_log(folder: PathLike, record: Dict[str, Any]) -> None:
+    """Append one record to the run's ``log.jsonl``."""
+    with open(Path(folder) / LOG, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_log(path: PathLike) -> Dict[str, List[dict]]:
+    """Split a run's log (the folder or its ``log.jsonl``) into ``{"train":
+    [...], "val": [...]}`` records, by step."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / LOG
+    out: Dict[str, List[dict]] = {"train": [], "val": []}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            out["val" if "val_psnr" in rec else "train"].append(rec)
+    return out
+
+
+def drop_log_after(folder: PathLike, step: int) -> None:
+    """Forget log records past ``step``: a resumed run writes them again."""
+    path = Path(folder) / LOG
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines()
+             if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    atomic_write_text(path, "".join(ln + "\n" for ln in lines))
+
+
+def write_run_info(folder: PathLike, info: Dict[str, Any]) -> None:
+    """Record how a run was launched (``run.json``)."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(folder) / RUN_INFO, json.dumps(info, indent=2) + "\n")
+
+
+# -------------------------------------------------------------- evaluations
+def samples_path(results_path: PathLike) -> Path:
+    """``results.json`` -> ``results_samples.npz`` beside it."""
+    path = Path(results_path)
+    return path.with_name(path.stem + "_samples.npz")
+
+
+def save_results(result, path: PathLike) -> None:
+    """Write an evaluation (an :class:`srvp.evaluate.EvalResult`): the JSON
+    report (metrics, intervals, per-video values) at ``path`` and the sample
+    arrays in ``<stem>_samples.npz`` beside it.
+
+    Both files are written in full to temporary files before either replaces
+    its target, so a failure (a full disk) leaves the previous pair as it was.
+    """
+    path = Path(path)
+    with atomic_file(samples_path(path)) as npz, atomic_file(path) as report:
+        with open(npz, "wb") as f:
+            np.savez_compressed(f, **result.samples)
+        report.write_text(json.dumps(result.report(), indent=1) + "\n")
+
+
+def read_results(path: PathLike) -> Dict[str, Any]:
+    """The JSON report of an evaluation (``results.json`` or the run folder)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS
+    return json.loads(path.read_text())
+
+
+# ---------------------------------------------------------- exported weights
+def export_run(run: PathLike, dest: PathLike, checkpoint: str = WEIGHTS,
+               files=(CONFIG, LOG, RESULTS)) -> Path:
+    """Copy a run for shipping: its weights as float16 (half the size;
+    :func:`load_official` casts them back to float32), and ``files``; the
+    command in ``run.json`` keeps no local path (the MNIST folder becomes
+    ``MNIST_DIR``). Returns the exported weights' path."""
+    run, dest = Path(run), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    sd = read_state_dict(run / checkpoint)
+    half = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+    atomic_torch_save(half, dest / WEIGHTS)
+    for name in files:
+        if (run / name).exists():
+            with atomic_file(dest / name) as tmp:
+                shutil.copyfile(run / name, tmp)
+    if (run / RUN_INFO).exists():
+        info = json.loads((run / RUN_INFO).read_text())
+        info["argv"] = [_portable(a) for a in info.get("argv", [])]
+        write_run_info(dest, info)
+    return dest / WEIGHTS
+
+
+def _portable(arg: str) -> str:
+    """A local path in a recorded command becomes a placeholder."""
+    path = Path(arg)
+    if os.sep in arg and path.is_dir() and any(path.glob("*idx*")):
+        return "MNIST_DIR"
+    if arg.endswith("__main__.py") or arg.endswith(os.sep + "srvp"):
+        return "-m srvp"
+    return arg
