@@ -13,7 +13,7 @@ from .fileio import atomic_file
 RAW_URL = "https://raw.githubusercontent.com/srvp-book/srvp/main/book/"
 #: Folder of the SRVP model trained for the book, relative to ``book/``; the
 #: runs of other models sit beside it (``shipped_run(book, run="svg_cpu")``).
-RUN = ("_static", "runs", "cpu")
+RUN = ("runs", "cpu")
 
 
 def find_book(start=None) -> Path:
@@ -25,7 +25,7 @@ def find_book(start=None) -> Path:
     here = Path.cwd() if start is None else Path(start)
     for folder in (here, *here.parents):
         for book in (folder, folder / "book"):
-            if (book / "_static" / "runs").is_dir():
+            if (book / "runs" / "history.csv").is_file():  # the run store
                 return book
     return here
 
@@ -48,7 +48,7 @@ def find_mnist(book: Path, download: bool = True) -> Path:
 
 def shipped_run(book: Path, names: Sequence[str] = ("config.json", "model.pt"),
                 optional: Sequence[str] = (), run: str = RUN[-1]) -> Path:
-    """The folder ``_static/runs/<run>`` of a model trained for the book.
+    """The folder ``runs/<run>`` of a model trained for the book.
 
     Files missing there (a chapter on Colab) are fetched from the repository;
     files in ``optional`` may be absent upstream. ``run`` names the folder:

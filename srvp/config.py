@@ -1,9 +1,11 @@
 """Configurations and the paper's presets (book ch. 2 and 4).
 
-A :class:`Config` is a frozen dataclass. Field names are the official flag names of
-the SRVP training script, so every official command line maps one to one onto a
-preset, and an official ``config.json`` maps onto a ``Config`` (see
-:func:`Config.from_official`).
+A :class:`Config` is a frozen dataclass. Its field names are the official flag
+names of the SRVP training script, except the validation settings, which are
+named as such here (``val_seq_len`` for the official ``seq_len_test``, see
+:data:`OFFICIAL_NAMES`): every official command line maps one to one onto a
+preset, an official ``config.json`` maps onto a ``Config``
+(:meth:`Config.from_official`) and back (:meth:`Config.to_official`).
 """
 from __future__ import annotations
 
@@ -19,6 +21,45 @@ from .fileio import atomic_write_text
 ARCHITECTURES = ("dcgan", "vgg")
 
 
+def _check_types(cfg) -> None:
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if str(f.type) == "SVGSettings":
+            if not isinstance(v, SVGSettings):
+                raise TypeError(f"{f.name}={v!r}: expected SVGSettings")
+            continue
+        t = {"int": int, "float": float, "bool": bool, "str": str}[str(f.type)]
+        ok = isinstance(v, t) and not (t is int and isinstance(v, bool))
+        if t is float and isinstance(v, int) and not isinstance(v, bool):
+            ok = True
+        if not ok:
+            raise TypeError(f"{f.name}={v!r}: expected {t.__name__}, got "
+                            f"{type(v).__name__}")
+
+
+@dataclass(frozen=True)
+class SVGSettings:
+    """The SVG-LP baseline's own settings (official ``train_svg_lp.py`` flag names
+    and defaults), held in ``Config.svg``; SRVP ignores them."""
+
+    g_dim: int = 128  # frame code size (encoder output, predictor output)
+    z_dim: int = 10
+    rnn_size: int = 256
+    predictor_rnn_layers: int = 2
+    prior_rnn_layers: int = 1
+    posterior_rnn_layers: int = 1
+    beta: float = 1e-4  # weight of KL(q || p)
+
+    def __post_init__(self):
+        _check_types(self)
+        for f in fields(self):
+            if getattr(self, f.name) <= 0:
+                raise ValueError(f"{f.name}={getattr(self, f.name)}: must be positive")
+
+
+SVG_FIELDS = tuple(f.name for f in fields(SVGSettings))
+
+
 @dataclass(frozen=True)
 class Config:
     """Every hyperparameter of a model, its loss, its data and its training.
@@ -32,7 +73,7 @@ class Config:
     nx: int = 64  # frame width and height
     nc: int = 1  # channels
     seq_len: int = 15  # training clip length
-    seq_len_test: int = 15  # validation clip length
+    val_seq_len: int = 15  # validation clip length (official: seq_len_test)
     ndigits: int = 2  # Moving MNIST only
     max_speed: int = 4  # Moving MNIST only
     deterministic: bool = False  # Moving MNIST only: deterministic bounces
@@ -52,14 +93,9 @@ class Config:
     nlayers_res: int = 4
     res_gain: float = 1.41
     n_euler_steps: int = 1  # training Euler steps per frame: dt = 1 / n_euler_steps
-    # -- SVG-LP baseline only (official train_svg_lp.py flag names and defaults)
-    g_dim: int = 128  # frame code size (encoder output, predictor output)
-    z_dim: int = 10
-    rnn_size: int = 256
-    predictor_rnn_layers: int = 2
-    prior_rnn_layers: int = 1
-    posterior_rnn_layers: int = 1
-    beta: float = 1e-4  # weight of KL(q || p)
+    # -- The SVG-LP baseline's settings (model="svg"); SVG fields such as g_dim
+    # are also accepted flat by replace(), --set and official configs
+    svg: SVGSettings = SVGSettings()
     # -- Loss
     obs_scale: float = 1.0
     beta_y: float = 1.0
@@ -71,11 +107,13 @@ class Config:
     lr: float = 3e-4
     lr_scheduling_burnin: int = 1_000_000
     lr_scheduling_n_iter: int = 100_000
-    # -- Validation and test
-    val_interval: int = 20_000
-    batch_size_test: int = 16
-    n_iter_test: int = 25
-    n_samples_test: int = 100
+    # -- Validation during training (official flags: batch_size_test,
+    # n_iter_test, n_samples_test)
+    val_interval: int = 20_000  # steps between validations
+    val_batch_size: int = 16
+    val_batches: int = 25  # the fixed validation set: val_batches x val_batch_size
+    val_samples: int = 100  # best of val_samples futures per validation video
+    # -- Test
     nt_cond: int = 5  # conditioning frames at test time
     nt_gen: int = 25  # total test frames (conditioning + predicted)
     n_samples: int = 100  # samples per test video
@@ -119,13 +157,31 @@ class Config:
         """Training Euler step size, ``1 / n_euler_steps``."""
         return 1.0 / self.n_euler_steps
 
+    def __getattr__(self, name: str):
+        # official flag names read as attributes: the validation settings and,
+        # flat, the SVG settings (cfg.g_dim is cfg.svg.g_dim)
+        if name in OFFICIAL_NAMES:
+            return getattr(self, OFFICIAL_NAMES[name])
+        if name in SVG_FIELDS:
+            return getattr(self.svg, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute "
+                             f"{name!r}")
+
     @property
     def n_iter(self) -> int:
         """Total number of optimisation steps (burn-in plus linear decay)."""
         return self.lr_scheduling_burnin + self.lr_scheduling_n_iter
 
     def replace(self, **changes: Any) -> "Config":
-        """Return a copy with ``changes`` applied (unknown keys raise)."""
+        """Return a copy with ``changes`` applied (unknown keys raise; the official
+        names of the validation settings are accepted, see :data:`OFFICIAL_NAMES`)."""
+        changes = {OFFICIAL_NAMES.get(k, k): v for k, v in changes.items()}
+        svg = changes.pop("svg", {})
+        if isinstance(svg, SVGSettings):
+            svg = dataclasses.asdict(svg)
+        svg = {**svg, **{k: changes.pop(k) for k in SVG_FIELDS if k in changes}}
+        if svg:
+            changes["svg"] = dataclasses.replace(self.svg, **svg)
         known = {f.name for f in fields(self)}
         unknown = sorted(set(changes) - known)
         if unknown:
@@ -135,6 +191,14 @@ class Config:
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def to_official(self) -> Dict[str, Any]:
+        """The fields under the official flag names (``seq_len_test``, ...; the
+        SVG settings flat, as ``train_svg_lp.py`` names them)."""
+        back = {v: k for k, v in OFFICIAL_NAMES.items()}
+        d = self.to_dict()
+        d.update(d.pop("svg"))
+        return {back.get(k, k): v for k, v in d.items()}
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "Config":
@@ -163,7 +227,8 @@ class Config:
             raise ValueError(f"official config lacks the model field(s) {missing}")
         dataset = d.get("dataset")
         base = PRESETS.get(_preset_name(d), cls())
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} | set(SVG_FIELDS)
+        d = {OFFICIAL_NAMES.get(k, k): v for k, v in d.items()}
         changes = {k: v for k, v in d.items() if k in known and v is not None}
         if dataset == "smmnist" and d.get("deterministic"):
             changes["dataset"] = "mmnist"
@@ -177,6 +242,9 @@ class Config:
             raise ValueError(f"official config is inconsistent: {err}") from err
 
 
+#: Official flag name -> field name, where this package names a field otherwise.
+OFFICIAL_NAMES = {"seq_len_test": "val_seq_len", "batch_size_test": "val_batch_size",
+                  "n_iter_test": "val_batches", "n_samples_test": "val_samples"}
 # Fields an official config.json must hold to rebuild the network.
 OFFICIAL_REQUIRED = ("nc", "ny", "nz", "nt_inf", "archi", "skipco")
 # Official training flags that describe the run, not the model.
@@ -195,7 +263,7 @@ def _preset_name(d: Dict[str, Any]) -> str:
 
 def _coerce(changes: Dict[str, Any]) -> Dict[str, Any]:
     """Cast JSON numbers to the field types (JSON may store 1 for 1.0)."""
-    types = {f.name: f.type for f in fields(Config)}
+    types = {f.name: f.type for f in (*fields(Config), *fields(SVGSettings))}
     out = {}
     for k, v in changes.items():
         t = types[k]
@@ -205,20 +273,8 @@ def _coerce(changes: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def _check_types(cfg: Config) -> None:
-    for f in fields(cfg):
-        v = getattr(cfg, f.name)
-        t = {"int": int, "float": float, "bool": bool, "str": str}[str(f.type)]
-        ok = isinstance(v, t) and not (t is int and isinstance(v, bool))
-        if t is float and isinstance(v, int) and not isinstance(v, bool):
-            ok = True
-        if not ok:
-            raise TypeError(f"{f.name}={v!r}: expected {t.__name__}, got "
-                            f"{type(v).__name__}")
-
-
 _MNIST = dict(dataset="smmnist", nc=1, archi="dcgan", skipco=False, ny=20, nz=20,
-              nt_inf=5, nt_cond=5, seq_len=15, seq_len_test=15, n_euler_steps=1,
+              nt_inf=5, nt_cond=5, seq_len=15, val_seq_len=15, n_euler_steps=1,
               res_gain=1.41, obs_scale=1.0, beta_y=1.0, beta_z=2.0, batch_size=128,
               lr_scheduling_burnin=1_000_000, lr_scheduling_n_iter=100_000,
               val_interval=20_000, nt_gen=25, n_samples=100)
@@ -231,40 +287,33 @@ PRESETS: Dict[str, Config] = {
                         "lr_scheduling_burnin": 800_000, "nt_gen": 100,
                         "n_samples": 1}),
     "kth": Config(**{**_VGG, "dataset": "kth", "nc": 1, "nt_inf": 3, "nt_cond": 10,
-                     "seq_len": 20, "seq_len_test": 30, "res_gain": 1.2,
+                     "seq_len": 20, "val_seq_len": 30, "res_gain": 1.2,
                      "obs_scale": 0.2, "batch_size": 100,
                      "lr_scheduling_burnin": 150_000, "lr_scheduling_n_iter": 50_000,
                      "val_interval": 5_000, "nt_gen": 40}),
     "human": Config(**{**_VGG, "dataset": "human", "nc": 3, "nt_inf": 3,
-                       "nt_cond": 8, "seq_len": 16, "seq_len_test": 53,
+                       "nt_cond": 8, "seq_len": 16, "val_seq_len": 53,
                        "res_gain": 1.2, "obs_scale": 0.2, "batch_size": 100,
                        "lr_scheduling_burnin": 325_000,
                        "lr_scheduling_n_iter": 25_000, "nt_gen": 53,
-                       "batch_size_test": 8}),
+                       "val_batch_size": 8}),
     "bair": Config(**{**_VGG, "dataset": "bair", "nc": 3, "nt_inf": 2, "nt_cond": 2,
-                      "seq_len": 12, "seq_len_test": 12, "res_gain": 1.41,
+                      "seq_len": 12, "val_seq_len": 12, "res_gain": 1.41,
                       "obs_scale": 0.71, "batch_size": 192,
                       "lr_scheduling_burnin": 1_000_000,
                       "lr_scheduling_n_iter": 500_000, "nt_gen": 30}),
 }
-# Small enough to train usefully on two CPU cores (the model shipped with the book).
-# A quarter of the filters (nf=16, 3.0 M parameters), batches of 64 clips, a higher
-# constant rate and a schedule that fills two hours on two cores in bfloat16
-# (`--amp bf16`: 7,000 + 1,400 steps in 1 h 55 min at 1.2 steps/s on an AVX-512
-# machine with bf16 instructions; book/_static/runs/cpu). kl_warmup (not in the
-# official code) raises the KL weights over the first 2,000 steps: without it this
-# small model never uses y1 or z (posterior collapse, book ch. 4). beta_z=5 (the
-# paper has 2) puts less into z and beta_y=0.5 (the paper has 1) more into y1.
-# 15.01 +/- 0.07 dB on the first 1,000 test videos (best of 100). The settings tried
-# on the way (width, schedule, clip length, obs_scale, beta_z from 2 to 8, beta_y,
-# lr, batch) are discussed in book ch. 4, their evaluated runs kept in
-# book/_static/runs/; the preset's previous values (batch 16, beta_z=4, beta_y=1,
-# 8,500 + 1,500 steps in float32: 14.83 dB) are those of
-# book/_static/runs/cpu_betaz4_10k.
+# The model the book trains on two CPU cores in about two hours (book ch. 4, which
+# also shows the settings tried and their results): a quarter of the filters
+# (nf=16), batches of 64, a higher constant rate, then a linear decay. kl_warmup
+# (not in the official code) raises the KL weights over the first 2,000 steps:
+# without it this small model never uses y1 or z (posterior collapse). beta_z=5
+# (the paper has 2) puts less into z and beta_y=0.5 (the paper has 1) more into y1.
+# Train it with `--amp bf16` where the CPU has bf16 instructions.
 PRESETS["cpu"] = PRESETS["smmnist"].replace(
     nf=16, batch_size=64, lr=6e-4, lr_scheduling_burnin=7_000,
     lr_scheduling_n_iter=1_400, kl_warmup=2_000, beta_z=5.0, beta_y=0.5,
-    val_interval=500, n_iter_test=4, n_samples_test=20)
+    val_interval=500, val_batches=4, val_samples=20)
 # SVG-LP (Denton & Fergus, 2018) on SM-MNIST: the official train_svg_lp.py
 # defaults and README command (5 + 10 frames, batch 100, Adam lr 2e-3 with betas
 # (0.9, 0.999)); a constant rate for 300 epochs of 600 steps.
@@ -272,22 +321,18 @@ PRESETS["svg"] = PRESETS["smmnist"].replace(
     model="svg", nf=64, g_dim=128, z_dim=10, rnn_size=256, predictor_rnn_layers=2,
     prior_rnn_layers=1, posterior_rnn_layers=1, beta=1e-4, nt_cond=5, seq_len=15,
     batch_size=100, lr=2e-3, lr_scheduling_burnin=180_000, lr_scheduling_n_iter=0)
-# SVG-LP with the same CPU budget as "cpu" (two hours): half the filters, batch 16,
+# SVG-LP for the book's CPU comparison (book ch. 9): half the filters, batch 16,
 # lr 1e-3 (the official 2e-3 is for batch 100), validation like "cpu", and the same
-# shape of schedule: constant rate, then a linear decay (here over 800 steps).
-# A step of 16 clips costs 110 GFLOP (21.5 for SRVP's "cpu" model, 78 for the nf=32
-# SRVP that preset first had), and the machine that trained the book's SVG ran
-# 2.4-2.6 s per step on two cores: 2,500 steps fill its two hours (book ch. 9
-# compares the two runs).
+# shape of schedule: constant rate, then a linear decay.
 PRESETS["svg_cpu"] = PRESETS["svg"].replace(
     nf=32, batch_size=16, lr=1e-3, lr_scheduling_burnin=1_700,
-    lr_scheduling_n_iter=800, val_interval=500, n_iter_test=4, n_samples_test=20)
+    lr_scheduling_n_iter=800, val_interval=500, val_batches=4, val_samples=20)
 # Seconds on a CPU: for tests and the smoke profile of the book.
 PRESETS["smoke"] = PRESETS["smmnist"].replace(
     nf=8, nhx=16, ny=4, nz=4, nt_inf=2, nt_cond=2, nh_inf=16, nh_res=16,
-    seq_len=6, seq_len_test=6, nt_gen=6, batch_size=4, lr_scheduling_burnin=8,
-    lr_scheduling_n_iter=2, val_interval=5, batch_size_test=2, n_iter_test=1,
-    n_samples_test=3, n_samples=3)
+    seq_len=6, val_seq_len=6, nt_gen=6, batch_size=4, lr_scheduling_burnin=8,
+    lr_scheduling_n_iter=2, val_interval=5, val_batch_size=2, val_batches=1,
+    val_samples=3, n_samples=3)
 
 
 def preset(name: str, **overrides: Any) -> Config:

@@ -70,7 +70,7 @@ def elbo_loss(out: Output, x: torch.Tensor, cfg: Config) -> Loss:
                          "observed frames only")
     bsz = x.shape[1]
     nll = gaussian_nll(out.x_hat.float(), x.float(), cfg.obs_scale).sum()
-    kl_y = kl_standard_normal(out.q_y0_params.float()).sum()
+    kl_y = kl_standard_normal(out.q_y1_params.float()).sum()
     kl_z = kl_normal(out.q_z_params.float(), out.p_z_params.float()).sum()
     l2 = out.res.float().norm(p=2, dim=-1).sum()  # un-squared, dt included
     total = nll + cfg.beta_y * kl_y + cfg.beta_z * kl_z + cfg.l2_res * l2

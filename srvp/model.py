@@ -6,6 +6,7 @@ values in [0, 1], latent sequences (T, B, n). The paper's y_1 is ``y[0]`` here.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import List, NamedTuple, Optional, Tuple
 
 import torch
@@ -23,8 +24,8 @@ class Output(NamedTuple):
 
     ``x_hat`` (T', B, C, H, W) decoded frames and ``y`` (T', B, ny) states, with
     T' = T, or (T - 1) K + 1 with intermediate states; ``z`` (T - 1, B, nz);
-    ``w`` (B, nh_inf); ``q_y0_params`` (B, 2 ny); ``q_z_params`` (T_obs - 1, B,
-    2 nz) for the observed transitions; ``p_z_params`` (T - 1, B, 2 nz);
+    ``w`` (B, nh_inf); ``q_y1_params`` (B, 2 ny) of q(y_1); ``q_z_params``
+    (T_obs - 1, B, 2 nz) for the observed transitions; ``p_z_params`` (T - 1, B, 2 nz);
     ``res`` ((T - 1) K, B, ny) every residual dt * f(y, z).
     """
 
@@ -32,10 +33,17 @@ class Output(NamedTuple):
     y: torch.Tensor
     z: torch.Tensor
     w: torch.Tensor
-    q_y0_params: torch.Tensor
+    q_y1_params: torch.Tensor
     q_z_params: Optional[torch.Tensor]
     p_z_params: torch.Tensor
     res: torch.Tensor
+
+    @property
+    def q_y0_params(self) -> torch.Tensor:
+        """Deprecated name of ``q_y1_params`` (removed in the next release)."""
+        warnings.warn("Output.q_y0_params is deprecated: use q_y1_params",
+                      DeprecationWarning, stacklevel=2)
+        return self.q_y1_params
 
 
 def normal_scale(raw: torch.Tensor) -> torch.Tensor:
@@ -105,16 +113,17 @@ class SRVP(nn.Module):
         and from the last frame in evaluation mode (``None`` without skips).
         """
         nt, bsz = x.shape[:2]
-        hx, feats = self.encoder(x.reshape(nt * bsz, *x.shape[2:]))
+        hx, feats = self.encoder(x.reshape(nt * bsz, *x.shape[2:]))  # (T B, C, H, W)
         if not self.skipco:
-            return hx.view(nt, bsz, -1), None
+            return hx.view(nt, bsz, -1), None  # (T, B, nhx)
         if self.training:
             t = torch.randint(nt, (bsz,), device=x.device)
             idx = torch.arange(bsz, device=x.device)
-            skips = [f.view(nt, bsz, *f.shape[1:])[t, idx] for f in feats]
+            # each (T B, c, h, w) -> (T, B, c, h, w) -> frame t[b] of video b
+            skips = [f.view(nt, bsz, *f.shape[1:])[t, idx] for f in feats]  # (B, ..)
         else:
-            skips = [f.view(nt, bsz, *f.shape[1:])[-1] for f in feats]
-        return hx.view(nt, bsz, -1), skips
+            skips = [f.view(nt, bsz, *f.shape[1:])[-1] for f in feats]  # (B, c, h, w)
+        return hx.view(nt, bsz, -1), skips  # (T, B, nhx)
 
     def decode(self, w: torch.Tensor, y: torch.Tensor, skips: Skips,
                fused: bool = False) -> torch.Tensor:
@@ -122,12 +131,14 @@ class SRVP(nn.Module):
         frames (T, B, C, H, W); the same skips serve every time step.
         ``fused``: evaluation-mode fast path (see :meth:`Decoder.forward`)."""
         nt, bsz = y.shape[:2]
+        # (T, B, nh_inf + ny) -> (T B, nh_inf + ny): one decoder batch
         h = torch.cat([w.expand(nt, *w.shape), y], -1).view(nt * bsz, -1)
         if skips is not None:
+            # each (B, c, h, w) -> (T, B, c, h, w) -> (T B, c, h, w)
             skips = [s.expand(nt, *s.shape).reshape(nt * bsz, *s.shape[1:])
                      for s in skips]
         x_hat = self.decoder(h, skips, fused=fused)
-        return x_hat.view(nt, bsz, *x_hat.shape[1:])
+        return x_hat.view(nt, bsz, *x_hat.shape[1:])  # (T, B, C, H, W)
 
     # --------------------------------------------------------- inference
     def infer_w(self, hx: torch.Tensor) -> torch.Tensor:
@@ -142,13 +153,18 @@ class SRVP(nn.Module):
             h = hx[-self.nt_inf:]
         return self.w_inf(self.w_proj(h).sum(0))
 
+    def q_y1_params(self, hx: torch.Tensor) -> torch.Tensor:
+        """Parameters (B, 2 ny) of q(y_1 | x_1:k) from the first k = nt_inf codes
+        (k, B, nhx), concatenated per video."""
+        if hx.shape[0] != self.nt_inf:
+            raise ValueError(f"q(y_1) needs exactly nt_inf={self.nt_inf} codes, "
+                             f"got {hx.shape[0]}")
+        return self.q_y(hx.transpose(0, 1).reshape(hx.shape[1], -1))  # (B, k nhx)
+
     def infer_y(self, hx: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Sample y_1 (B, ny) from q(y_1 | x_1:k), given the first k codes
-        (k, B, nhx) concatenated; also return its parameters (B, 2 ny)."""
-        if hx.shape[0] != self.nt_inf:
-            raise ValueError(f"infer_y needs exactly nt_inf={self.nt_inf} codes, "
-                             f"got {hx.shape[0]}")
-        params = self.q_y(hx.transpose(0, 1).reshape(hx.shape[1], -1))
+        (k, B, nhx); also return its parameters (B, 2 ny)."""
+        params = self.q_y1_params(hx)
         return rsample_normal(params), params
 
     def _residual_step(self, y_t: torch.Tensor, z_tp1: torch.Tensor,
@@ -160,35 +176,52 @@ class SRVP(nn.Module):
         res = dt * self.dynamics(torch.cat([y_t, z_tp1], -1))
         return y_t + res, res
 
+    def infer_z_states(self, hx: torch.Tensor) -> Optional[torch.Tensor]:
+        """LSTM states (T_obs, B, nh_inf) behind q(z_t | x_1:t), from codes
+        (T_obs, B, nhx); None for a single frame (no observed transition)."""
+        return self.inf_z(hx)[0] if len(hx) > 1 else None
+
     def generate(self, y1: torch.Tensor, hx: Optional[torch.Tensor], nt: int,
-                 dt: float, intermediate: bool = False):
+                 dt: float, intermediate: bool = False, *,
+                 h_z: Optional[torch.Tensor] = None, repeat: int = 1,
+                 dt_cond: Optional[float] = None):
         """Integrate the latent ODE from ``y1`` over ``nt - 1`` frame intervals.
 
         Interval t -> t+1 draws one z_t+1, from q(z | x_1:t+1) while codes ``hx``
         (T_obs, B, nhx) are available and from the prior p(z | y_t) after, then
         makes ``K = 1/dt`` Euler sub-steps that share it.
 
+        Keyword arguments serve prediction: ``h_z``, the LSTM states of
+        :meth:`infer_z_states` computed once, in place of ``hx``; ``repeat``,
+        the number of samples stacked sample-major in ``y1`` (R B, ny), each
+        drawing its own z from the shared posterior; ``dt_cond``, the Euler
+        step of the observed intervals (default ``dt``).
+
         Returns ``(y, z, q_z_params, p_z_params, res)``: states at integer times
-        (nt, B, ny) or every sub-step ((nt - 1) K + 1, B, ny) if ``intermediate``;
-        z (nt - 1, B, nz); posterior parameters of the observed transitions (or
-        None); prior parameters (nt - 1, B, 2 nz); residuals ((nt - 1) K, B, ny).
+        (nt, B, ny) or every sub-step if ``intermediate``; z (nt - 1, B, nz);
+        posterior parameters of the observed transitions (or None); prior
+        parameters (nt - 1, B, 2 nz); residuals, one per sub-step (.., B, ny).
         """
-        k = euler_substeps(dt)
-        h_z = self.inf_z(hx)[0] if hx is not None and len(hx) > 1 else None
+        if h_z is None and hx is not None:
+            h_z = self.infer_z_states(hx)
         n_obs = 0 if h_z is None else len(h_z)
         y, ys, zs, q_params, p_params, res = y1, [y1], [], [], [], []
         for t in range(nt - 1):
             p_params.append(self.p_z(y))
-            if t + 1 < n_obs:
-                q_params.append(self.q_z(h_z[t + 1]))
+            observed = t + 1 < n_obs
+            if observed:
+                q = self.q_z(h_z[t + 1])  # (B, 2 nz)
+                q_params.append(q.repeat(repeat, 1) if repeat > 1 else q)
                 z = rsample_normal(q_params[-1])
             elif self.training:
                 raise ValueError("training needs observed frames for every step")
             else:
                 z = rsample_normal(p_params[-1])
             zs.append(z)
+            step = dt_cond if observed and dt_cond is not None else dt
+            k = euler_substeps(step)
             for j in range(k):
-                y, r = self._residual_step(y, z, dt)
+                y, r = self._residual_step(y, z, step)
                 res.append(r)
                 if intermediate or j == k - 1:
                     ys.append(y)
@@ -208,14 +241,15 @@ class SRVP(nn.Module):
         dt : Euler step (default ``1 / cfg.n_euler_steps``).
         intermediate : also decode the states between integer times.
         """
-        check_video(x, self.cfg, min_frames=self.nt_inf)
+        # values are read back on the CPU only: on a GPU that would be a sync
+        check_video(x, self.cfg, min_frames=self.nt_inf, values=x.device.type == "cpu")
         nt = x.shape[0] if nt is None else nt
         dt = self.cfg.dt if dt is None else dt
         hx, skips = self.encode(x)
         w = self.infer_w(hx)
-        y1, q_y0 = self.infer_y(hx[: self.nt_inf])
+        y1, q_y1 = self.infer_y(hx[: self.nt_inf])
         y, z, q_z, p_z, res = self.generate(y1, hx, nt, dt, intermediate)
-        return Output(self.decode(w, y, skips), y, z, w, q_y0, q_z, p_z, res)
+        return Output(self.decode(w, y, skips), y, z, w, q_y1, q_z, p_z, res)
 
     # ------------------------------------------------------- prediction
     @torch.no_grad()
@@ -248,37 +282,27 @@ class SRVP(nn.Module):
         try:
             check_video(x_cond, self.cfg, min_frames=self.nt_inf)
             dt = self.cfg.dt if dt is None else dt
-            ctx = self._condition(x_cond)
-            bsz = x_cond.shape[1]
+            nt_cond, bsz = x_cond.shape[:2]
+            hx, skips = self.encode(x_cond)  # (T_cond, B, nhx)
+            h_z = self.infer_z_states(hx)  # (T_cond, B, nh_inf) or None
+            q_y1 = self.q_y1_params(hx[: self.nt_inf])  # (B, 2 ny)
+            w = self.infer_w(hx)  # (B, nh_inf)
             per_chunk = max(1, chunk_size // bsz)
-            out = [self._sample(ctx, min(per_chunk, n_samples - s), x_cond.shape[0],
-                                nt_pred, dt, intermediate)
-                   for s in range(0, n_samples, per_chunk)]
-            return torch.cat(out, 0)
+            out = []
+            for s in range(0, n_samples, per_chunk):
+                n = min(per_chunk, n_samples - s)
+                y1 = rsample_normal(q_y1.repeat(n, 1))  # (n B, ny), sample-major
+                y = self.generate(y1, None, nt_cond + nt_pred, dt, intermediate,
+                                  h_z=h_z, repeat=n)[0]
+                n_past = 1 + (nt_cond - 1) * (euler_substeps(dt) if intermediate
+                                              else 1)  # states up to frame T_cond
+                x = self.decode(w.repeat(n, 1), y[n_past:], _repeat(skips, n),
+                                fused=True).clamp_(0, 1)  # (T_out, n B, C, H, W)
+                # (T_out, n B, ...) -> (T_out, n, B, ...) -> (n, T_out, B, ...)
+                out.append(x.view(x.shape[0], n, bsz, *x.shape[2:]).transpose(0, 1))
+            return torch.cat(out, 0)  # (n_samples, T_out, B, C, H, W)
         finally:
             self.train(was_training)
-
-    def _condition(self, x_cond: torch.Tensor):
-        """Everything the samples share: codes, LSTM states, q(y_1), w, skips."""
-        hx, skips = self.encode(x_cond)
-        h_z = self.inf_z(hx)[0] if len(hx) > 1 else None
-        q_y0 = self.q_y(hx[: self.nt_inf].transpose(0, 1).reshape(hx.shape[1], -1))
-        return h_z, q_y0, self.infer_w(hx), skips
-
-    def _sample(self, ctx, n: int, nt_cond: int, nt_pred: int, dt: float,
-                intermediate: bool) -> torch.Tensor:
-        h_z, q_y0, w, skips = ctx
-        rep = lambda v: v.repeat(n, *[1] * (v.dim() - 1))  # noqa: E731
-        y = rsample_normal(rep(q_y0))  # (n B, ny): sample-major batch
-        k = euler_substeps(dt)
-        for t in range(nt_cond - 1):  # posterior through the conditioning frames
-            z = rsample_normal(rep(self.q_z(h_z[t + 1])))
-            for _ in range(k):
-                y = self._residual_step(y, z, dt)[0]
-        ys = self.generate(y, None, nt_pred + 1, dt, intermediate)[0][1:]
-        skips = None if skips is None else [rep(s) for s in skips]
-        x = self.decode(rep(w), ys, skips, fused=True).clamp_(0, 1)
-        return x.view(x.shape[0], n, -1, *x.shape[2:]).transpose(0, 1)
 
     # ------------------------------------------------------ content swap
     @torch.no_grad()
@@ -307,8 +331,19 @@ class SRVP(nn.Module):
             self.train(was_training)
 
 
-def check_video(x: torch.Tensor, cfg: Config, min_frames: int = 1) -> None:
-    """Raise ``ValueError`` unless ``x`` is a (T, B, C, 64, 64) video in [0, 1]."""
+def _repeat(skips: Skips, n: int) -> Skips:
+    """Skip features (B, ...) repeated sample-major for n samples (n B, ...)."""
+    return None if skips is None else [s.repeat(n, *[1] * (s.dim() - 1)) for s in skips]
+
+
+def check_video(x: torch.Tensor, cfg: Config, min_frames: int = 1,
+                values: bool = True) -> None:
+    """Raise ``ValueError`` unless ``x`` is a (T, B, C, 64, 64) video in [0, 1].
+
+    ``values=False`` checks the type and shape only: reading the values back
+    would make a GPU wait at every training step, so ``forward`` checks values
+    on the CPU only; ``predict`` and ``swap_content`` always check them.
+    """
     want = f"(T, B, {cfg.nc}, {cfg.nx}, {cfg.nx}) with T >= {min_frames}"
     if not torch.is_tensor(x) or not x.is_floating_point():
         raise ValueError(f"expected a float tensor of shape {want}, got "
@@ -321,6 +356,8 @@ def check_video(x: torch.Tensor, cfg: Config, min_frames: int = 1) -> None:
     if x.shape[0] < min_frames:
         raise ValueError(f"expected at least {min_frames} frames (nt_inf), got "
                          f"{x.shape[0]}: shape {tuple(x.shape)}, want {want}")
+    if not values:
+        return
     lo, hi = torch.aminmax(x.detach())
     if not (torch.isfinite(lo) and torch.isfinite(hi)):
         raise ValueError("the video holds NaN or infinite values")

@@ -74,7 +74,8 @@ def loss_config(cfg: Config, step: int) -> Config:
     w = kl_weight(cfg, step)
     if w == 1.0:
         return cfg
-    return cfg.replace(beta_y=cfg.beta_y * w, beta_z=cfg.beta_z * w, beta=cfg.beta * w)
+    return cfg.replace(beta_y=cfg.beta_y * w, beta_z=cfg.beta_z * w,
+                       beta=cfg.svg.beta * w)
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:
@@ -238,12 +239,12 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, batches) -> float:
-        """Mean over videos of the best-of-``n_samples_test`` prediction PSNR."""
+        """Mean over videos of the best-of-``val_samples`` prediction PSNR."""
         cfg, scores = self.cfg, []
         for x in batches:
             x = x.to(self.device)
             pred = self.model.predict(x[: cfg.nt_cond], len(x) - cfg.nt_cond,
-                                      cfg.n_samples_test)
+                                      cfg.val_samples)
             target = x[cfg.nt_cond:]
             per_sample = torch.stack([psnr(p, target).mean(0) for p in pred])  # (S, B)
             scores.append(per_sample.max(0).values.cpu())

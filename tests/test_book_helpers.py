@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_find_book_from_the_repo_and_from_a_copy(tmp_path):
     assert find_book(REPO) == REPO / "book"
-    assert find_book(REPO / "book" / "_static") == REPO / "book"
+    assert find_book(REPO / "book" / "runs") == REPO / "book"
     assert find_book(tmp_path) == tmp_path  # a lone notebook keeps its folder
 
 
@@ -22,7 +22,7 @@ def test_find_mnist_prefers_the_environment(tmp_path, monkeypatch):
 
 
 def test_shipped_run_uses_local_files(tmp_path):
-    run = tmp_path / "_static" / "runs" / "cpu"
+    run = tmp_path / "runs" / "cpu"
     run.mkdir(parents=True)
     (run / "config.json").write_text("{}")
     (run / "model.pt").write_bytes(b"")
@@ -41,10 +41,10 @@ def test_shipped_run_fetches_another_run_from_its_own_folder(tmp_path, monkeypat
     monkeypatch.setattr(urllib.request, "urlretrieve", fake_download)
     run = shipped_run(tmp_path, ("config.json",), optional=("results.json",),
                       run="svg_cpu")
-    assert run == tmp_path / "_static" / "runs" / "svg_cpu"
+    assert run == tmp_path / "runs" / "svg_cpu"
     assert sorted(p.name for p in run.iterdir()) == ["config.json"]
-    assert fetched == [RAW_URL + "_static/runs/svg_cpu/config.json",
-                       RAW_URL + "_static/runs/svg_cpu/results.json"]
+    assert fetched == [RAW_URL + "runs/svg_cpu/config.json",
+                       RAW_URL + "runs/svg_cpu/results.json"]
 
 
 def test_shipped_run_offline_raises_and_leaves_no_folder(tmp_path, monkeypatch):
@@ -55,4 +55,4 @@ def test_shipped_run_offline_raises_and_leaves_no_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlretrieve", offline)
     with pytest.raises(OSError):
         shipped_run(tmp_path, run="svg_cpu")
-    assert not (tmp_path / "_static" / "runs" / "svg_cpu").exists()
+    assert not (tmp_path / "runs" / "svg_cpu").exists()

@@ -175,11 +175,15 @@ def test_official_validation_split():
     assert sorted(train.tolist() + val.tolist()) == list(range(n))
 
 
-def test_from_mnist_folds(mnist_dir):
-    train = mmnist.MovingMNIST.from_mnist(mnist_dir, fold="train", seed=0)
-    val = mmnist.MovingMNIST.from_mnist(mnist_dir, fold="val", seq_len=25)
-    assert len(train.digits) + len(val.digits) == len(mnist_io.load_mnist(
-        mnist_dir, "train")[0])
+def test_from_mnist_folds(tiny_mnist_dir):
+    train = mmnist.MovingMNIST.from_mnist(tiny_mnist_dir, fold="train", seed=0)
+    val = mmnist.MovingMNIST.from_mnist(tiny_mnist_dir, fold="val", seq_len=25)
+    images = mnist_io.load_mnist(tiny_mnist_dir, "train")[0]
+    n = len(images)
+    np.testing.assert_array_equal(train.digits,
+                                  images[mnist_io.split_indices(n, "train")])
+    np.testing.assert_array_equal(val.digits, images[mnist_io.split_indices(n, "val")])
+    assert len(train.digits) == int(0.95 * n) and len(val.digits) == n - int(0.95 * n)
     assert val[0].shape == (25, 1, 64, 64)
 
 
@@ -187,7 +191,8 @@ def test_from_mnist_folds(mnist_dir):
 
 @pytest.fixture()
 def mnist_test_digits(mnist_dir):
-    """The 10,000 MNIST test digits and labels."""
+    """The 10,000 real MNIST test digits and labels (the official sets' hashes
+    hold only for them)."""
     return mnist_io.load_mnist(mnist_dir, "test")
 
 
@@ -219,9 +224,9 @@ def test_deterministic_test_set_full(mnist_test_digits):
 
 
 @pytest.fixture()
-def small_file(mnist_test_digits, tmp_path):
-    arrays = testset.build_test_set(*mnist_test_digits, num_videos=10,
-                                    progress=False)
+def small_file(tiny_mnist_dir, tmp_path):
+    arrays = testset.build_test_set(*mnist_io.load_mnist(tiny_mnist_dir, "test"),
+                                    num_videos=10, progress=False)
     return testset.save_test_set(arrays, tmp_path), arrays
 
 
@@ -279,9 +284,9 @@ def test_cli_help(argv, expected, capsys):
     assert expected in capsys.readouterr().out
 
 
-def test_cli_builds_a_test_set(mnist_dir, tmp_path, capsys):
+def test_cli_builds_a_test_set(tiny_mnist_dir, tmp_path, capsys):
     args = _parser().parse_args(
-        ["data", "mmnist-testset", "--mnist-dir", str(mnist_dir), "--out",
+        ["data", "mmnist-testset", "--mnist-dir", str(tiny_mnist_dir), "--out",
          str(tmp_path), "--deterministic", "--seq-len", "12", "--num-videos", "7",
          "--no-progress"])
     assert args.func(args) == 0
@@ -291,11 +296,15 @@ def test_cli_builds_a_test_set(mnist_dir, tmp_path, capsys):
     assert len(ds) == 7 and ds[0].shape == (12, 1, 64, 64)
 
 
-def test_cli_download(mnist_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(mnist_io, "MIRRORS", (mnist_dir.as_uri() + "/",))
+def test_cli_download(tiny_mnist_dir, tmp_path, monkeypatch, capsys):
+    for path in tiny_mnist_dir.glob("t10k-*.gz"):  # the mirror's files are trusted
+        monkeypatch.setitem(mnist_io.MD5, path.name, mnist_io.md5sum(path))
+    monkeypatch.setattr(mnist_io, "MIRRORS", (tiny_mnist_dir.as_uri() + "/",))
     assert cli.main(["data", "mnist-download", "--out", str(tmp_path),
                      "--split", "test"]) == 0
     assert capsys.readouterr().out.count("ok") == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 
 
 def test_cli_reports_missing_mnist_without_traceback(tmp_path, capsys):

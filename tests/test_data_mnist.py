@@ -1,11 +1,17 @@
-"""MNIST IDX reading, validation, directory resolution and (offline) download."""
+"""MNIST IDX reading, validation, directory resolution and (offline) download.
+
+Most tests read the small MNIST-format source of ``tiny_mnist_dir``; the
+``mnist_dir`` ones check facts about the real files.
+"""
 import gzip
-import shutil
 
 import numpy as np
 import pytest
+from fake_mnist import TINY_MNIST_SIZES, write_mnist_split
 
 from srvp.data import mnist_idx as mnist
+
+N_TEST = TINY_MNIST_SIZES["test"]
 
 
 def _write_idx(path, array, magic_type=0x08, compress=False):
@@ -25,26 +31,54 @@ def test_real_test_split(mnist_dir):
     assert images.max() == 255 and images.min() == 0
 
 
-def test_train_falls_back_to_5k_subset(mnist_dir, tmp_path):
+def test_published_md5_of_the_real_test_files(mnist_dir):
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        assert mnist.md5sum(mnist_dir / name) == mnist.MD5[name], name
+
+
+def test_tiny_source_is_valid_mnist(tiny_mnist_dir):
+    """The stand-in digits of the other tests: valid splits, inked strokes on
+    a black background, all distinct, balanced labels."""
+    for split, n in TINY_MNIST_SIZES.items():
+        images, labels = mnist.load_mnist(tiny_mnist_dir, split=split)
+        assert images.shape == (n, 28, 28) and labels.shape == (n,)
+        assert np.bincount(labels).tolist() == [n // 10] * 10
+        assert images.max() == 255 and (images[:, :3] == 0).all()
+        ink = (images > 0).mean(axis=(1, 2))
+        assert ink.min() > 0.02 and ink.max() < 0.6
+        assert len(np.unique(images.reshape(n, -1), axis=0)) == n
+
+
+def test_train_falls_back_to_5k_subset(tiny_mnist_dir, tmp_path):
+    images, labels = mnist.load_mnist(tiny_mnist_dir, split="test")
     # only the offline subset is present here: "train" must find train5k-*
-    for name in ("train5k-images-idx3-ubyte.gz", "train5k-labels-idx1-ubyte.gz"):
-        shutil.copy(mnist_dir / name, tmp_path / name)
-    images, labels = mnist.load_mnist(tmp_path, split="train")
-    assert images.shape == (5_000, 28, 28) and labels.shape == (5_000,)
-    assert np.bincount(labels).tolist() == [500] * 10
+    write_mnist_split(tmp_path, "train5k", images[:50], labels[:50])
+    got, got_labels = mnist.load_mnist(tmp_path, split="train")
+    np.testing.assert_array_equal(got, images[:50])
+    np.testing.assert_array_equal(got_labels, labels[:50])
+    assert len(mnist.load_mnist(tmp_path, split="train5k")[0]) == 50
+    # the full training files win when both are present
+    write_mnist_split(tmp_path, "train", images[:70], labels[:70])
+    assert len(mnist.load_mnist(tmp_path, split="train")[0]) == 70
+    assert len(mnist.load_mnist(tmp_path, split="train5k")[0]) == 50
 
 
-def test_raw_and_gzip_files_agree(mnist_dir, tmp_path):
-    raw = tmp_path / "t10k-labels-idx1-ubyte"
-    raw.write_bytes(gzip.decompress((mnist_dir / f"{raw.name}.gz").read_bytes()))
-    np.testing.assert_array_equal(mnist.read_idx(raw),
-                                  mnist.read_idx(mnist_dir / f"{raw.name}.gz"))
+def test_raw_and_gzip_files_agree(tiny_mnist_dir, tmp_path):
+    for name in ("t10k-labels-idx1-ubyte", "t10k-images-idx3-ubyte"):
+        gz = tiny_mnist_dir / f"{name}.gz"
+        raw = tmp_path / name
+        raw.write_bytes(gzip.decompress(gz.read_bytes()))
+        assert raw.read_bytes()[:4] != gz.read_bytes()[:4]  # really two formats
+        np.testing.assert_array_equal(mnist.read_idx(raw), mnist.read_idx(gz))
+    # a folder holding only the raw files loads the same split
+    np.testing.assert_array_equal(mnist.load_mnist(tmp_path, "test")[0],
+                                  mnist.load_mnist(tiny_mnist_dir, "test")[0])
 
 
-def test_env_var_is_used(mnist_dir, monkeypatch):
-    monkeypatch.setenv(mnist.ENV_VAR, str(mnist_dir))
+def test_env_var_is_used(tiny_mnist_dir, monkeypatch):
+    monkeypatch.setenv(mnist.ENV_VAR, str(tiny_mnist_dir))
     images, _ = mnist.load_mnist(split="test")
-    assert len(images) == 10_000
+    assert len(images) == N_TEST
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -75,9 +109,10 @@ def test_truncated_file_names_the_file(tmp_path, compress):
         mnist.read_idx(path)
 
 
-def test_truncated_gzip_stream(tmp_path, mnist_dir):
+def test_truncated_gzip_stream(tmp_path, tiny_mnist_dir):
     path = tmp_path / "t10k-labels-idx1-ubyte.gz"
-    path.write_bytes((mnist_dir / path.name).read_bytes()[:500])
+    whole = (tiny_mnist_dir / path.name).read_bytes()
+    path.write_bytes(whole[:len(whole) // 2])
     with pytest.raises(mnist.IDXFormatError, match="t10k-labels.*gzip"):
         mnist.read_idx(path)
 
@@ -111,17 +146,25 @@ def test_no_directory_given(monkeypatch):
         mnist.load_mnist(split="test")
 
 
-def test_download_from_a_mirror_checks_md5(mnist_dir, tmp_path):
-    mirror = mnist_dir.as_uri() + "/"  # a local mirror holding the test files
+def _trust_tiny_files(monkeypatch, folder):
+    """Make the tiny files' checksums the expected ones, as if published."""
+    for path in folder.glob("*.gz"):
+        monkeypatch.setitem(mnist.MD5, path.name, mnist.md5sum(path))
+
+
+def test_download_from_a_mirror_checks_md5(tiny_mnist_dir, tmp_path, monkeypatch):
+    _trust_tiny_files(monkeypatch, tiny_mnist_dir)
+    mirror = tiny_mnist_dir.as_uri() + "/"  # a local mirror holding the test files
     out = tmp_path / "out"
     paths = mnist.download_mnist(out, splits=("test",), mirrors=(mirror,))
     assert [p.name for p in paths] == ["t10k-images-idx3-ubyte.gz",
                                        "t10k-labels-idx1-ubyte.gz"]
     assert all(mnist.md5sum(p) == mnist.MD5[p.name] for p in paths)
+    assert all(p.read_bytes() == (tiny_mnist_dir / p.name).read_bytes() for p in paths)
     assert sorted(f.name for f in out.iterdir()) == sorted(p.name for p in paths)
 
 
-def test_download_rejects_bad_checksum_atomically(mnist_dir, tmp_path):
+def test_download_rejects_bad_checksum_atomically(tmp_path):
     bad = tmp_path / "mirror"
     bad.mkdir()
     (bad / "t10k-images-idx3-ubyte.gz").write_bytes(b"not mnist")
@@ -138,7 +181,10 @@ def test_offline_download_error(tmp_path):
                              timeout=2)
 
 
-def test_load_with_download_flag(mnist_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(mnist, "MIRRORS", (mnist_dir.as_uri() + "/",))
+def test_load_with_download_flag(tiny_mnist_dir, tmp_path, monkeypatch):
+    _trust_tiny_files(monkeypatch, tiny_mnist_dir)
+    monkeypatch.setattr(mnist, "MIRRORS", (tiny_mnist_dir.as_uri() + "/",))
     images, labels = mnist.load_mnist(tmp_path, split="test", download=True)
-    assert images.shape == (10_000, 28, 28) and labels.shape == (10_000,)
+    assert images.shape == (N_TEST, 28, 28) and labels.shape == (N_TEST,)
+    np.testing.assert_array_equal(
+        images, mnist.load_mnist(tiny_mnist_dir, split="test")[0])

@@ -150,7 +150,7 @@ def test_real_model_end_to_end_and_files(tmp_path):
                                                          "results_samples.npz"]
 
 
-def test_cli_on_a_run_folder(tmp_path, mnist_dir):
+def test_cli_on_a_run_folder(tmp_path, tiny_mnist_dir):
     import subprocess
     import sys
 
@@ -159,7 +159,7 @@ def test_cli_on_a_run_folder(tmp_path, mnist_dir):
 
     save_experiment(SRVP(preset("smoke")), tmp_path / "run")
     base = [sys.executable, "-m", "srvp", "evaluate", str(tmp_path / "run"),
-            "--data-dir", str(mnist_dir), "--n-videos", "4", "--n-samples", "2"]
+            "--data-dir", str(tiny_mnist_dir), "--n-videos", "4", "--n-samples", "2"]
     res = subprocess.run(base, capture_output=True, text=True)
     assert res.returncode == 2 and "--lpips-weights" in res.stderr
     res = subprocess.run(base + ["--no-lpips"], capture_output=True, text=True)

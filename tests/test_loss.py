@@ -40,7 +40,7 @@ def test_elbo_loss_is_the_official_sum(k):
     terms = elbo_loss(out, x, cfg)
     b = 3
     nll = -D.Normal(out.x_hat, 0.5).log_prob(x).sum() / b
-    kl_y = D.kl_divergence(_normal(out.q_y0_params), D.Normal(0.0, 1.0)).sum() / b
+    kl_y = D.kl_divergence(_normal(out.q_y1_params), D.Normal(0.0, 1.0)).sum() / b
     kl_z = D.kl_divergence(_normal(out.q_z_params), _normal(out.p_z_params)).sum() / b
     l2 = torch.stack([r.norm(dim=-1) for r in out.res]).sum() / b
     assert out.res.shape[0] == (len(x) - 1) * k  # every sub-step, dt included

@@ -68,13 +68,13 @@ def test_evaluate_calls_after_batch_once_per_batch():
 
 
 @pytest.mark.parametrize("flag, expected", [([], 0), (["--release-memory"], 2)])
-def test_cli_releases_memory_only_when_asked(tmp_path, monkeypatch, mnist_dir, flag,
-                                            expected):
+def test_cli_releases_memory_only_when_asked(tmp_path, monkeypatch, tiny_mnist_dir,
+                                            flag, expected):
     calls = []
     monkeypatch.setattr(ev_cli, "release_free_memory", lambda: calls.append(1))
     model, _ = tiny()
     save_experiment(model, tmp_path / "run")
-    code = main(["evaluate", str(tmp_path / "run"), "--data-dir", str(mnist_dir),
+    code = main(["evaluate", str(tmp_path / "run"), "--data-dir", str(tiny_mnist_dir),
                  "--n-videos", "4", "--batch-size", "2", "--n-samples", "2",
                  "--no-lpips", *flag])
     assert code == 0 and len(calls) == expected

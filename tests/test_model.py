@@ -6,7 +6,7 @@ import torch
 from helpers import tiny, video
 
 from srvp import elbo_loss
-from srvp.model import euler_substeps
+from srvp.model import check_video, euler_substeps
 
 PRESETS = ["smoke", "smmnist", "kth", "human", "bair"]
 
@@ -21,7 +21,7 @@ def test_forward_shapes(name):
     assert out.y.shape == (nt, b, cfg.ny)
     assert out.z.shape == (nt - 1, b, cfg.nz)
     assert out.w.shape == (b, cfg.nh_inf)
-    assert out.q_y0_params.shape == (b, 2 * cfg.ny)
+    assert out.q_y1_params.shape == (b, 2 * cfg.ny)
     assert out.q_z_params.shape == out.p_z_params.shape == (nt - 1, b, 2 * cfg.nz)
     assert out.res.shape == ((nt - 1) * k, b, cfg.ny)
     assert 0 <= out.x_hat.min() and out.x_hat.max() <= 1
@@ -105,9 +105,25 @@ def test_predict_samples_differ_and_chunking_is_exact():
     torch.manual_seed(3)
     a = model.predict(x, 3, n_samples=4, chunk_size=2)  # 1 sample per chunk
     assert not torch.allclose(a[0], a[1])
-    torch.manual_seed(3)
-    b = model.predict(x, 3, n_samples=4, chunk_size=2)
-    torch.testing.assert_close(a, b)
+    # chunks change the order of the random draws, not what is computed from
+    # them: with every Gaussian a point mass, one sample per chunk (chunk_size=2
+    # with 2 videos) and all samples in one chunk give the same frames
+    _point_masses(model)
+    one = model.predict(x, 3, n_samples=4, chunk_size=2)
+    every = model.predict(x, 3, n_samples=4, chunk_size=256)
+    assert one.shape == every.shape == (4, 3, 2, cfg.nc, 64, 64)
+    torch.testing.assert_close(one, every, rtol=1e-5, atol=1e-6)
+    # and the video axis stays the video axis: swapping the videos swaps futures
+    swapped = model.predict(x.flip(1), 3, n_samples=4, chunk_size=2)
+    torch.testing.assert_close(swapped, every.flip(2), rtol=1e-5, atol=1e-6)
+
+
+def _point_masses(model):
+    """Make q(y1), q(z) and p(z) point masses: prediction becomes deterministic."""
+    with torch.no_grad():
+        for head in (model.q_y.module[-1][-1], model.p_z.module[-1][-1], model.q_z):
+            head.bias[head.out_features // 2:] = -200.0
+            head.weight[head.out_features // 2:] = 0.0
 
 
 def test_predict_matches_official_loop_in_distribution():
@@ -116,10 +132,7 @@ def test_predict_matches_official_loop_in_distribution():
     conditioning frames, then generate from the last state, then decode."""
     model, cfg = tiny()
     model.eval()
-    with torch.no_grad():  # make every Gaussian a point mass
-        for head in (model.q_y.module[-1][-1], model.p_z.module[-1][-1], model.q_z):
-            head.bias[head.out_features // 2:] = -200.0
-            head.weight[head.out_features // 2:] = 0.0
+    _point_masses(model)
     x = video(cfg, nt=cfg.nt_cond + 3)
     x_cond = x[: cfg.nt_cond]
     ours = model.predict(x_cond, 3, n_samples=2)
@@ -209,3 +222,15 @@ def test_bad_input_is_named(bad, match):
         model(bad)
     with pytest.raises(ValueError, match=match):
         model.predict(bad, 2)
+
+
+def test_shape_check_reads_no_values():
+    """On a device, the training forward checks shapes without reading values
+    back (which would synchronise): a meta tensor has no values to read."""
+    _, cfg = tiny()
+    x = torch.empty(6, 2, 1, 64, 64, device="meta")
+    check_video(x, cfg, values=False)  # must not touch the values
+    with pytest.raises(ValueError, match="at least 7 frames"):
+        check_video(x, cfg, min_frames=7, values=False)
+    with pytest.raises((NotImplementedError, RuntimeError)):
+        check_video(x, cfg)  # reading values of a meta tensor fails

@@ -1,8 +1,10 @@
 """Compatibility with the official checkpoints.
 
 Keys, shapes and parameter counts come from a spec file produced by the official
-implementation; outputs are compared, part by part, with the independent copy of
-the official networks in the ``srvp-fd`` package (a test-only dependency).
+implementation, shipped with the tests (``tests/fixtures/official_state_dicts.json``,
+a copy of ``../shared/spec/official_state_dicts.json``); outputs are compared, part
+by part, with the independent copy of the official networks in the ``srvp-fd``
+package (a test-only dependency).
 """
 import json
 import warnings
@@ -14,16 +16,30 @@ from helpers import video
 
 from srvp import SRVP, Config, load_official, preset, save_experiment
 
-SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "spec" / \
-    "official_state_dicts.json"
+# the spec ships with the tests: a copy of ../shared/spec/official_state_dicts.json
+SPEC = Path(__file__).resolve().parent / "fixtures" / "official_state_dicts.json"
 OFFICIAL = ["smmnist", "kth", "human", "bair"]
 
 
 @pytest.fixture(scope="module")
 def spec():
-    if not SPEC.exists():
-        pytest.skip("official state-dict spec not found beside the repository")
     return json.loads(SPEC.read_text())
+
+
+def test_spec_covers_every_official_preset(spec):
+    assert sorted(spec) == sorted(OFFICIAL)
+    for name in OFFICIAL:
+        assert {"config", "n_parameters", "state_dict"} <= set(spec[name]), name
+        assert spec[name]["n_parameters"] > 0 and spec[name]["state_dict"], name
+
+
+def test_spec_fixture_equals_the_shared_spec(shared_dir):
+    """The fixture copy cannot drift from the spec produced by the official code."""
+    source = shared_dir / "spec" / "official_state_dicts.json"
+    if not source.is_file():
+        pytest.skip(f"{source} not found: nothing to compare the fixture with")
+    assert json.loads(source.read_text()) == json.loads(SPEC.read_text()), (
+        f"{SPEC} differs from {source}: copy the latter over the former")
 
 
 @pytest.mark.parametrize("name", OFFICIAL)

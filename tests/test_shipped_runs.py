@@ -1,18 +1,57 @@
-"""The runs shipped in book/_static/runs: what the chapters load must load."""
+"""The runs shipped in book/runs: what the chapters load must load, and the
+table of all CPU runs (history.csv) must agree with the CLI and the shipped files."""
+import csv
 import json
+import math
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from srvp import Config, load_official, preset
 from srvp.cli import build_parser
-from srvp.runlog import read_log
-from srvp.train_cli import parse_overrides
+from srvp.cli.train import parse_overrides
+from srvp.run_folder import read_log
 
-RUNS = Path(__file__).resolve().parents[1] / "book" / "_static" / "runs"
+RUNS = Path(__file__).resolve().parents[1] / "book" / "runs"
 ALL = sorted(p for p in RUNS.iterdir() if p.is_dir())
 WITH_WEIGHTS = sorted(p.parent for p in RUNS.glob("*/model.pt"))
+with open(RUNS / "history.csv", newline="") as f:
+    HISTORY = list(csv.DictReader(f))
+BY_RUN = {row["run"]: row for row in HISTORY}
+NUMBERS = ["steps", "batch", "train_minutes", "kl_y", "kl_z", "kl_z_1k", "val_psnr",
+           "n_videos", "psnr", "psnr_ci95", "ssim", "ssim_ci95", "psnr_first",
+           "psnr_last", "dpsnr", "dpsnr_ci95", "dssim", "dssim_ci95", "dpsnr_svg",
+           "dpsnr_svg_ci95"]
+
+
+def ci95(values):
+    values = np.asarray(values, dtype=np.float64)
+    return 1.96 * values.std() / math.sqrt(len(values))
+
+
+def chain(run):
+    """The rows from the run's root down to the run."""
+    rows = [BY_RUN[run]]
+    while rows[0]["parent"]:
+        rows.insert(0, BY_RUN[rows[0]["parent"]])
+    return rows
+
+
+def train_args(run):
+    """The run's training command, parsed by the CLI's own parser."""
+    rows = chain(run)
+    argv = ["train", "--preset", rows[0]["preset"]]
+    for row in rows:
+        argv += row["changes"].split()
+    return build_parser().parse_args(argv + ["--data-dir", "MNIST_DIR", "--out", "x"])
+
+
+def config_of(run):
+    args = train_args(run)
+    return preset(args.preset, **parse_overrides(args.set))
 
 
 def test_the_book_model_was_trained_with_the_cpu_preset():
@@ -25,12 +64,18 @@ def test_the_book_model_was_trained_with_the_cpu_preset():
 
 @pytest.mark.parametrize("run", WITH_WEIGHTS, ids=lambda p: p.name)
 def test_shipped_weights_load_strictly_and_stay_small(run):
+    stored = torch.load(run / "model.pt", weights_only=True)
+    assert {t.dtype for t in stored.values() if t.is_floating_point()} == \
+        {torch.float16}, "shipped weights are stored in float16"
     assert (run / "model.pt").stat().st_size < 15 * 2**20
     model, cfg = load_official(run)  # strict: every key, every shape
     assert cfg == Config.load(run / "config.json")
+    loaded = model.state_dict()
+    for name, t in stored.items():  # float16 values, computed with in float32
+        assert torch.equal(loaded[name], t.to(loaded[name].dtype)), name
     # float16 storage must not have overflowed: a diverged or badly exported run
     # would load strictly and still predict NaN frames
-    bad = [n for n, t in model.state_dict().items()
+    bad = [n for n, t in loaded.items()
            if t.is_floating_point() and not torch.isfinite(t).all()]
     assert not bad, f"non-finite values in {bad[:3]}"
 
@@ -47,39 +92,109 @@ def test_every_run_records_its_schedule_command_and_evaluation(run):
     results = json.loads((run / "results.json").read_text())
     assert results["protocol"]["n_samples"] == 100  # the paper's best of 100
     n = results["metrics"]["psnr"]["n"]
-    assert n >= 200 and len(results["metrics"]["psnr"]["per_video"]) == n
-
-
-@pytest.mark.parametrize("run", sorted(RUNS.glob("*/ABOUT.txt")),
-                         ids=lambda p: p.parent.name)
-def test_the_command_in_about_trains_the_recorded_config(run):
-    # ABOUT.txt tells how to train the run again with today's presets: when a
-    # preset changes, the commands of the older runs must say what they changed
-    commands = [line.split() for line in run.read_text().splitlines()
-                if "srvp train" in line]
-    assert len(commands) == 1, "ABOUT.txt should give one training command"
-    assert commands[0][:3] == ["python", "-m", "srvp"]
-    args = build_parser().parse_args(commands[0][3:])  # the CLI's own parser
-    cfg = preset(args.preset, **parse_overrides(args.set))
-    assert cfg == Config.load(run.parent / "config.json")
-    # the precision is an option of the run, not of its config
-    info = json.loads((run.parent / "run.json").read_text())
-    assert args.amp == info["options"]["amp"], "ABOUT.txt and run.json: --amp differs"
+    for metric in results["metrics"].values():
+        assert metric["n"] == n >= 200 and len(metric["per_video"]) == n
+        assert metric["mean"] == pytest.approx(np.mean(metric["per_video"]))
+        assert metric["ci95"] == pytest.approx(ci95(metric["per_video"]))
 
 
 @pytest.mark.parametrize("path", sorted(RUNS.glob("*/results_*.json")),
                          ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_extra_evaluations_cover_the_videos_they_name(path):
-    # results_5000.json: the whole test set, stored without its per-frame scores
+    # results_5000.json: the whole test set, summary only
     results = json.loads(path.read_text())
+    first = json.loads((path.parent / "results.json").read_text())
     n_videos = int(path.stem.split("_")[1])
-    assert results["protocol"]["n_samples"] == 100
-    for metric in results["metrics"].values():
-        assert metric["n"] == n_videos == len(metric["per_video"])
-        assert metric["mean"] == pytest.approx(sum(metric["per_video"]) / n_videos)
-    first = json.loads((path.parent / "results.json").read_text())["metrics"]["psnr"]
-    # the same first videos, the same seed: only the weights' storage may differ
-    k = first["n"]
-    diffs = [a - b for a, b in zip(results["metrics"]["psnr"]["per_video"][:k],
-                                   first["per_video"])]
-    assert abs(sum(diffs) / k) < 0.01
+    assert results["protocol"] == first["protocol"]
+    for name, metric in results["metrics"].items():
+        assert metric["n"] == n_videos > first["metrics"][name]["n"]
+        # more videos, a narrower interval around a mean that the first videos'
+        # interval already holds
+        assert 0 < metric["ci95"] < first["metrics"][name]["ci95"]
+        assert abs(metric["mean"] - first["metrics"][name]["mean"]) < \
+            first["metrics"][name]["ci95"]
+
+
+# ------------------------------------------------------------------ history.csv
+def test_history_has_one_row_per_run_and_parents_come_first():
+    names = [row["run"] for row in HISTORY]
+    assert len(names) == len(set(names))
+    assert {p.name for p in ALL} <= set(names), "every shipped run has a row"
+    for i, row in enumerate(HISTORY):
+        if row["parent"]:
+            assert row["parent"] in names[:i], f"{row['run']}: parent after it"
+            assert not row["preset"] or row["preset"] == chain(row["run"])[0]["preset"]
+            assert row["changes"], f"{row['run']} changes nothing from its parent"
+        else:
+            assert row["preset"], f"{row['run']}: a root names its preset"
+
+
+def test_history_columns_are_documented():
+    readme = (RUNS / "README.md").read_text()
+    documented = set(re.findall(r"`(\w+)`", readme))
+    for column in HISTORY[0]:
+        base = column.removesuffix("_ci95")
+        assert column in documented or base in documented, column
+
+
+@pytest.mark.parametrize("run", list(BY_RUN))
+def test_history_row_is_a_valid_command_with_finite_numbers(run):
+    row = BY_RUN[run]
+    assert re.fullmatch(r"((--set \w+=\S+|--amp \w+)( |$))*", row["changes"]), \
+        row["changes"]
+    args = train_args(run)
+    cfg = config_of(run)  # raises on an unknown key or a badly typed value
+    assert args.amp == row["amp"]
+    assert (cfg.n_iter, cfg.batch_size) == (int(row["steps"]), int(row["batch"]))
+    for column in NUMBERS:
+        if row[column]:
+            assert math.isfinite(float(row[column])), column
+    for column in ("psnr", "ssim", "n_videos", "train_minutes"):
+        assert float(row[column]) > 0, column
+    assert int(row["n_videos"]) >= 200
+    if row["parent"]:
+        assert row["dpsnr"] and float(row["dpsnr_ci95"]) > 0
+    # an interval with its mean, or neither
+    for mean in ("psnr", "ssim", "dpsnr", "dssim", "dpsnr_svg"):
+        assert bool(row[mean]) == bool(row[mean + "_ci95"]), mean
+
+
+@pytest.mark.parametrize("run", ALL, ids=lambda p: p.name)
+def test_history_matches_the_shipped_files(run):
+    row = BY_RUN[run.name]
+    assert config_of(run.name) == Config.load(run / "config.json")
+    assert row["amp"] == json.loads((run / "run.json").read_text())["options"]["amp"]
+    log = read_log(run)
+    assert float(row["train_minutes"]) == pytest.approx(
+        log["train"][-1]["time"] / 60, abs=0.05)
+    assert float(row["val_psnr"]) == pytest.approx(
+        max(r["val_psnr"] for r in log["val"]), abs=0.005)
+    if row["kl_z"]:
+        n = int(row["steps"])
+        for term in ("kl_y", "kl_z"):
+            tail = [r[term] for r in log["train"] if r["step"] > n - 500]
+            assert float(row[term]) == pytest.approx(np.mean(tail), abs=0.05)
+        early = [r["kl_z"] for r in log["train"] if 900 < r["step"] <= 1100]
+        assert float(row["kl_z_1k"]) == pytest.approx(np.mean(early), abs=0.005)
+    metrics = json.loads((run / "results.json").read_text())["metrics"]
+    assert int(row["n_videos"]) == metrics["psnr"]["n"]
+    for name, digits in (("psnr", 3), ("ssim", 4)):
+        for key in ("mean", "ci95"):
+            column = name if key == "mean" else f"{name}_ci95"
+            assert float(row[column]) == pytest.approx(metrics[name][key],
+                                                       abs=0.6 * 10**-digits)
+    if "per_frame" in metrics["psnr"]:
+        frames = np.mean(metrics["psnr"]["per_frame"], axis=0)
+        assert float(row["psnr_first"]) == pytest.approx(frames[0], abs=0.005)
+        assert float(row["psnr_last"]) == pytest.approx(frames[-1], abs=0.005)
+
+
+def test_history_paired_difference_with_svg_matches_the_shipped_files():
+    ours, svg = (json.loads((RUNS / run / "results.json").read_text())["metrics"]
+                 for run in ("cpu", "svg_cpu"))
+    n = min(ours["psnr"]["n"], svg["psnr"]["n"])
+    diff = (np.asarray(ours["psnr"]["per_video"][:n])
+            - np.asarray(svg["psnr"]["per_video"][:n]))
+    assert float(BY_RUN["cpu"]["dpsnr_svg"]) == pytest.approx(diff.mean(), abs=5e-4)
+    assert float(BY_RUN["cpu"]["dpsnr_svg_ci95"]) == pytest.approx(ci95(diff),
+                                                                   abs=5e-4)

@@ -50,7 +50,7 @@ def test_forward_shapes_and_range():
     assert isinstance(out, SVGOutput)
     assert out.x_hat.shape == (5, 3, 1, 64, 64)
     for v in (out.z, out.mu_q, out.logvar_q, out.mu_p, out.logvar_p):
-        assert v.shape == (5, 3, cfg.z_dim)
+        assert v.shape == (5, 3, cfg.svg.z_dim)
     assert 0 <= out.x_hat.min() and out.x_hat.max() <= 1
 
 
@@ -124,7 +124,7 @@ def test_forward_is_the_official_loop(monkeypatch, n_past):
     model, cfg = tiny(nt_cond=n_past)
     scrambled(model)
     x = video(cfg, nt=6, bsz=3)
-    eps = torch.randn(3, cfg.z_dim)
+    eps = torch.randn(3, cfg.svg.z_dim)
     fixed_noise(monkeypatch, eps)
     out = model(x)
     ref_x, ref_kl = _official_forward(model, x, n_past, eps)
@@ -209,7 +209,7 @@ def test_vectorised_prediction_is_the_official_per_sample_loop(monkeypatch, n_co
     scrambled(model)
     x_cond = video(cfg, nt=n_cond, bsz=2)
     n, bsz = 3, 2
-    eps = torch.randn(n * bsz, cfg.z_dim)
+    eps = torch.randn(n * bsz, cfg.svg.z_dim)
     fixed_noise(monkeypatch, eps)
     pred = model.predict(x_cond, 4, n_samples=n)
     model.eval()
@@ -354,9 +354,9 @@ def test_shared_evaluation_is_model_agnostic(monkeypatch):
                                best.values.double().numpy(), rtol=1e-6)
 
 
-def test_trainer_trains_and_reloads_svg(tmp_path, mnist_dir):
+def test_trainer_trains_and_reloads_svg(tmp_path, tiny_mnist_dir):
     _, cfg = tiny(lr_scheduling_burnin=4, lr_scheduling_n_iter=0, val_interval=2)
-    trainer = train(cfg, tmp_path, mnist_dir, progress=False, log_interval=1)
+    trainer = train(cfg, tmp_path, tiny_mnist_dir, progress=False, log_interval=1)
     assert type(trainer.model) is SVG and trainer.step == 4
     records = [json.loads(ln) for ln in
                (tmp_path / "log.jsonl").read_text().splitlines()]
@@ -366,13 +366,13 @@ def test_trainer_trains_and_reloads_svg(tmp_path, mnist_dir):
     assert type(loaded) is SVG
 
 
-def test_svg_resume_gives_the_uninterrupted_result(tmp_path, mnist_dir):
+def test_svg_resume_gives_the_uninterrupted_result(tmp_path, tiny_mnist_dir):
     """The trainer's exact resume holds for SVG runs too."""
     _, cfg = tiny(lr_scheduling_burnin=4, lr_scheduling_n_iter=2, val_interval=3)
     full, part = tmp_path / "full", tmp_path / "part"
-    train(cfg, full, mnist_dir, progress=False)
-    assert train(cfg, part, mnist_dir, progress=False, max_steps=3).step == 3
-    train(cfg, part, mnist_dir, resume=True, progress=False)
+    train(cfg, full, tiny_mnist_dir, progress=False)
+    assert train(cfg, part, tiny_mnist_dir, progress=False, max_steps=3).step == 3
+    train(cfg, part, tiny_mnist_dir, resume=True, progress=False)
     a = torch.load(full / "model.pt", weights_only=True)
     b = torch.load(part / "model.pt", weights_only=True)
     assert a.keys() == b.keys()

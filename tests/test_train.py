@@ -11,6 +11,7 @@ import torch
 
 from srvp import preset
 from srvp.cli.train import parse_overrides
+from srvp.fileio import atomic_file
 from srvp.run_folder import read_log
 from srvp.train import (
     Options,
@@ -48,7 +49,7 @@ def test_kl_warmup_scales_the_kl_weights_then_stops():
     cfg = preset("smoke", beta_y=1.0, beta_z=2.0, kl_warmup=4)
     assert [kl_weight(cfg, s) for s in range(1, 7)] == [0.25, 0.5, 0.75, 1, 1, 1]
     early = loss_config(cfg, 2)
-    assert (early.beta_y, early.beta_z, early.beta) == (0.5, 1.0, cfg.beta / 2)
+    assert (early.beta_y, early.beta_z, early.svg.beta) == (0.5, 1.0, cfg.svg.beta / 2)
     assert loss_config(cfg, 4) is cfg
     off = preset("smoke")  # the official loss: no warm-up
     assert off.kl_warmup == 0 and kl_weight(off, 1) == 1 and loss_config(off, 1) is off
@@ -56,9 +57,9 @@ def test_kl_warmup_scales_the_kl_weights_then_stops():
         preset("smoke", kl_warmup=-1)
 
 
-def test_kl_warmup_enters_the_logged_loss(tmp_path, mnist_dir):
+def test_kl_warmup_enters_the_logged_loss(tmp_path, tiny_mnist_dir):
     cfg = _cfg(kl_warmup=10, beta_z=2.0)
-    train(cfg, tmp_path, mnist_dir, progress=False, log_interval=1, max_steps=3)
+    train(cfg, tmp_path, tiny_mnist_dir, progress=False, log_interval=1, max_steps=3)
     records = read_log(tmp_path)["train"]
     assert [r["kl_weight"] for r in records] == [0.1, 0.2, 0.3]
     for r in records:  # loss = nll + w (beta_y kl_y + beta_z kl_z) + l2_res l2
@@ -68,35 +69,47 @@ def test_kl_warmup_enters_the_logged_loss(tmp_path, mnist_dir):
         assert kl_part == pytest.approx(r["kl_weight"] * full, abs=0.05)
 
 
-def test_run_folder_layout_and_log(tmp_path, mnist_dir):
+def _leftovers(folder):
+    """Temporary files of :func:`srvp.fileio.atomic_file` (``.NAME.XXXX.part``)."""
+    return sorted(p.name for p in folder.glob(".*.part"))
+
+
+def test_leftover_pattern_matches_atomic_file_temporaries(tmp_path):
+    with atomic_file(tmp_path / "model.pt") as tmp:
+        tmp.write_bytes(b"half")
+        assert _leftovers(tmp_path) == [tmp.name]  # seen while being written
+    assert _leftovers(tmp_path) == [] and (tmp_path / "model.pt").exists()
+
+
+def test_run_folder_layout_and_log(tmp_path, tiny_mnist_dir):
     # validation every 5 steps, and at the last step, 12, which 5 does not divide
-    t = train(_cfg(val_interval=5), tmp_path, mnist_dir, progress=False,
+    t = train(_cfg(val_interval=5), tmp_path, tiny_mnist_dir, progress=False,
               log_interval=2)
     names = {p.name for p in tmp_path.iterdir()}
     assert {"config.json", "model.pt", "model_best.pt", "checkpoint.pt",
             "log.jsonl"} <= names
-    assert not [n for n in names if n.endswith(".tmp")]
+    assert _leftovers(tmp_path) == []  # every write was renamed into place
     text = (tmp_path / "log.jsonl").read_text()
     records = [json.loads(ln) for ln in text.splitlines() if ln]
     assert [r["step"] for r in records if "val_psnr" in r] == [5, 10, 12]
     assert t.step == 12 and 0 < t.best_psnr < 60
 
 
-def test_resume_gives_the_uninterrupted_result(tmp_path, mnist_dir):
+def test_resume_gives_the_uninterrupted_result(tmp_path, tiny_mnist_dir):
     full, part = tmp_path / "full", tmp_path / "part"
-    train(_cfg(), full, mnist_dir, progress=False)
-    stopped = train(_cfg(), part, mnist_dir, progress=False, max_steps=5)
+    train(_cfg(), full, tiny_mnist_dir, progress=False)
+    stopped = train(_cfg(), part, tiny_mnist_dir, progress=False, max_steps=5)
     assert stopped.step == 5
-    train(_cfg(), part, mnist_dir, resume=True, progress=False)
+    train(_cfg(), part, tiny_mnist_dir, resume=True, progress=False)
     _assert_same(_params(full), _params(part))
     text = (part / "log.jsonl").read_text()
     steps = [json.loads(ln)["step"] for ln in text.splitlines()]
     assert steps == sorted(steps)
 
 
-def _cli(out, mnist_dir, *extra):
+def _cli(out, data_dir, *extra):
     args = [sys.executable, "-m", "srvp", "train", "--preset", "smoke", "--data-dir",
-            str(mnist_dir), "--out", str(out), "--ckpt-interval", "1"]
+            str(data_dir), "--out", str(out), "--ckpt-interval", "1"]
     for k, v in {**SMOKE, "lr_scheduling_burnin": 26}.items():  # 30 steps
         args += ["--set", f"{k}={v}"]
     return args + list(extra)
@@ -115,12 +128,12 @@ def _wait_for_step(out, step, proc, timeout=120):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_stop_by_signal_then_resume(tmp_path, mnist_dir, sig):
+def test_stop_by_signal_then_resume(tmp_path, tiny_mnist_dir, sig):
     """SIGTERM checkpoints and exits; kill -9 loses at most the current step.
     Either way --resume ends with the weights of an uninterrupted run."""
     ref, out = tmp_path / "ref", tmp_path / "run"
-    subprocess.run(_cli(ref, mnist_dir), check=True, capture_output=True)
-    proc = subprocess.Popen(_cli(out, mnist_dir),
+    subprocess.run(_cli(ref, tiny_mnist_dir), check=True, capture_output=True)
+    proc = subprocess.Popen(_cli(out, tiny_mnist_dir),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _wait_for_step(out, 10, proc)
     proc.send_signal(sig)
@@ -128,12 +141,14 @@ def test_stop_by_signal_then_resume(tmp_path, mnist_dir, sig):
     assert code == (1 if sig == signal.SIGTERM else -signal.SIGKILL)
     saved = torch.load(out / "checkpoint.pt", weights_only=False)["step"]
     assert 1 <= saved < 30
-    subprocess.run(_cli(out, mnist_dir, "--resume"), check=True, capture_output=True)
+    subprocess.run(_cli(out, tiny_mnist_dir, "--resume"), check=True,
+                   capture_output=True)
     _assert_same(_params(ref), _params(out))
 
 
-def test_nan_stops_and_keeps_the_last_checkpoint(tmp_path, mnist_dir, monkeypatch):
-    t = Trainer(_cfg(), tmp_path, mnist_dir, Options(progress=False, ckpt_interval=1))
+def test_nan_stops_and_keeps_the_last_checkpoint(tmp_path, tiny_mnist_dir, monkeypatch):
+    t = Trainer(_cfg(), tmp_path, tiny_mnist_dir,
+                Options(progress=False, ckpt_interval=1))
     for _ in range(3):
         t.train_step(next(iter(t._loader())))
     t.save_checkpoint()
@@ -145,31 +160,31 @@ def test_nan_stops_and_keeps_the_last_checkpoint(tmp_path, mnist_dir, monkeypatc
     _assert_same(before, _params(tmp_path))
 
 
-def test_bf16_autocast_step_on_cpu(tmp_path, mnist_dir):
-    t = Trainer(_cfg(), tmp_path, mnist_dir, Options(progress=False, amp="bf16"))
+def test_bf16_autocast_step_on_cpu(tmp_path, tiny_mnist_dir):
+    t = Trainer(_cfg(), tmp_path, tiny_mnist_dir, Options(progress=False, amp="bf16"))
     terms = t.train_step(next(iter(t._loader())))
     assert torch.isfinite(terms.loss)
 
 
-def test_fp16_gradient_scaler_is_checkpointed_and_resumed(tmp_path, mnist_dir):
+def test_fp16_gradient_scaler_is_checkpointed_and_resumed(tmp_path, tiny_mnist_dir):
     """fp16 with a gradient scaler (run on CPU here): the scale starts at 2^16, so
     the first steps overflow, are skipped and halve it; a resumed run restores
     the scale and ends with the uninterrupted run's weights."""
     full, part = tmp_path / "full", tmp_path / "part"
     with pytest.warns(UserWarning, match="slower than float32"):
-        t = train(_cfg(), full, mnist_dir, progress=False, amp="fp16")
+        t = train(_cfg(), full, tiny_mnist_dir, progress=False, amp="fp16")
     assert t.scaler.is_enabled() and t.scaler.get_scale() < 2.0**16
     with pytest.warns(UserWarning):
-        stopped = train(_cfg(), part, mnist_dir, progress=False, max_steps=5,
+        stopped = train(_cfg(), part, tiny_mnist_dir, progress=False, max_steps=5,
                         amp="fp16")
     saved = torch.load(part / "checkpoint.pt", weights_only=False)["scaler"]
     assert saved["scale"] == stopped.scaler.get_scale() < 2.0**16
     with pytest.warns(UserWarning):
-        train(_cfg(), part, mnist_dir, resume=True, progress=False, amp="fp16")
+        train(_cfg(), part, tiny_mnist_dir, resume=True, progress=False, amp="fp16")
     _assert_same(_params(full), _params(part))
 
 
-def test_wrong_options_fail_before_training(tmp_path, mnist_dir):
+def test_wrong_options_fail_before_training(tmp_path, tiny_mnist_dir):
     with pytest.raises(ValueError, match="unknown config field"):
         parse_overrides(["n_y=3"])
     with pytest.raises(ValueError, match="type int"):
@@ -179,41 +194,41 @@ def test_wrong_options_fail_before_training(tmp_path, mnist_dir):
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="MNIST"):
         Trainer(_cfg(), tmp_path / "a", empty, Options(progress=False))
-    train(_cfg(), tmp_path / "b", mnist_dir, progress=False, max_steps=1)
+    train(_cfg(), tmp_path / "b", tiny_mnist_dir, progress=False, max_steps=1)
     with pytest.raises(ValueError, match="already holds a run"):
-        Trainer(_cfg(), tmp_path / "b", mnist_dir, Options(progress=False))
+        Trainer(_cfg(), tmp_path / "b", tiny_mnist_dir, Options(progress=False))
     with pytest.raises(ValueError, match="another config"):
-        Trainer(_cfg(ny=5), tmp_path / "b", mnist_dir, Options(progress=False),
+        Trainer(_cfg(ny=5), tmp_path / "b", tiny_mnist_dir, Options(progress=False),
                 resume=True)
     with pytest.raises(ValueError, match="no checkpoint"):
-        Trainer(_cfg(), tmp_path / "c", mnist_dir, Options(progress=False),
+        Trainer(_cfg(), tmp_path / "c", tiny_mnist_dir, Options(progress=False),
                 resume=True)
     with pytest.raises(FileNotFoundError, match="processed_64"):
-        Trainer(preset("kth"), tmp_path / "d", mnist_dir, Options(progress=False))
+        Trainer(preset("kth"), tmp_path / "d", tiny_mnist_dir, Options(progress=False))
     res = subprocess.run([sys.executable, "-m", "srvp", "train", "--preset", "nope",
                           "--out", str(tmp_path / "e")], capture_output=True, text=True)
     assert res.returncode == 2 and "invalid choice" in res.stderr
-    res = subprocess.run(_cli(tmp_path / "f", mnist_dir, "--set", "beta_z=x"),
+    res = subprocess.run(_cli(tmp_path / "f", tiny_mnist_dir, "--set", "beta_z=x"),
                          capture_output=True, text=True)
     assert res.returncode == 2 and "beta_z" in res.stderr
 
 
-def _ddp_worker(rank, world, out, mnist_dir, port):
+def _ddp_worker(rank, world, out, data_dir, port):
     os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    t = Trainer(_cfg(batch_size=4), out, mnist_dir, Options(progress=False,
-                                                            device="cpu", max_steps=3))
+    t = Trainer(_cfg(batch_size=4), out, data_dir,
+                Options(progress=False, device="cpu", max_steps=3))
     t.fit()
     torch.save(t.model.state_dict(), out.parent / f"rank{rank}.pt")
     torch.distributed.destroy_process_group()
 
 
-def test_ddp_gloo_ranks_stay_identical(tmp_path, mnist_dir):
+def test_ddp_gloo_ranks_stay_identical(tmp_path, tiny_mnist_dir):
     import torch.multiprocessing as mp
 
     port = 29500 + os.getpid() % 1000
-    mp.spawn(_ddp_worker, args=(2, tmp_path / "run", mnist_dir, port), nprocs=2)
+    mp.spawn(_ddp_worker, args=(2, tmp_path / "run", tiny_mnist_dir, port), nprocs=2)
     a = torch.load(tmp_path / "rank0.pt", weights_only=True)
     b = torch.load(tmp_path / "rank1.pt", weights_only=True)
     for k in a:

@@ -216,14 +216,14 @@ class SVG(nn.Module):
         super().__init__()
         _check_config(cfg)
         self.cfg, self.n_past = cfg, cfg.nt_cond
-        self.encoder = SVGEncoder(cfg.nc, cfg.g_dim, cfg.nf)
-        self.decoder = SVGDecoder(cfg.nc, cfg.g_dim, cfg.nf)
-        self.frame_predictor = FramePredictor(cfg.g_dim + cfg.z_dim, cfg.g_dim,
-                                              cfg.rnn_size, cfg.predictor_rnn_layers)
-        self.posterior = GaussianLSTM(cfg.g_dim, cfg.z_dim, cfg.rnn_size,
-                                      cfg.posterior_rnn_layers)
-        self.prior = GaussianLSTM(cfg.g_dim, cfg.z_dim, cfg.rnn_size,
-                                  cfg.prior_rnn_layers)
+        self.encoder = SVGEncoder(cfg.nc, cfg.svg.g_dim, cfg.nf)
+        self.decoder = SVGDecoder(cfg.nc, cfg.svg.g_dim, cfg.nf)
+        s = cfg.svg
+        self.frame_predictor = FramePredictor(s.g_dim + s.z_dim, s.g_dim, s.rnn_size,
+                                              s.predictor_rnn_layers)
+        self.posterior = GaussianLSTM(s.g_dim, s.z_dim, s.rnn_size,
+                                      s.posterior_rnn_layers)
+        self.prior = GaussianLSTM(s.g_dim, s.z_dim, s.rnn_size, s.prior_rnn_layers)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -348,7 +348,7 @@ def kl_gaussians(mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor,
 def svg_loss(out: SVGOutput, x: torch.Tensor, cfg: Config) -> SVGLoss:
     """The official training loss for a clip ``x`` (T, B, C, H, W) and
     ``out = model(x)``: sum over t of MSE(x_hat_t, x_t) (mean over B, C, H, W)
-    plus ``cfg.beta`` times the KL summed over t and dimensions, divided by B.
+    plus ``cfg.svg.beta`` times the KL summed over t and dimensions, divided by B.
     Computed in float32 even under autocast."""
     target = x[1:].float()
     if out.x_hat.shape != target.shape:
@@ -357,7 +357,7 @@ def svg_loss(out: SVGOutput, x: torch.Tensor, cfg: Config) -> SVGLoss:
     mse = (out.x_hat.float() - target).pow(2).mean(dim=(1, 2, 3, 4)).sum()
     kl = kl_gaussians(out.mu_q.float(), out.logvar_q.float(), out.mu_p.float(),
                       out.logvar_p.float()).sum() / x.shape[1]
-    return SVGLoss(mse + cfg.beta * kl, mse, kl)
+    return SVGLoss(mse + cfg.svg.beta * kl, mse, kl)
 
 
 # ------------------------------------------------------------------- checks

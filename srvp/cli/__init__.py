@@ -23,8 +23,8 @@ def _cmd_presets(args: argparse.Namespace) -> int:
         cfg = PRESETS[name]
         n = sum(p.numel() for p in build_model(cfg).parameters())
         if cfg.model == "svg":
-            sizes = (f"svg   nc={cfg.nc} g_dim={cfg.g_dim} z_dim={cfg.z_dim} "
-                     f"rnn_size={cfg.rnn_size} nf={cfg.nf} beta={cfg.beta}")
+            sizes = (f"svg   nc={cfg.nc} g_dim={cfg.svg.g_dim} z_dim={cfg.svg.z_dim} "
+                     f"rnn_size={cfg.svg.rnn_size} nf={cfg.nf} beta={cfg.svg.beta}")
         else:
             sizes = (f"{cfg.archi:5s} nc={cfg.nc} ny={cfg.ny} nz={cfg.nz} "
                      f"nf={cfg.nf} skipco={cfg.skipco} dt=1/{cfg.n_euler_steps} "
@@ -33,7 +33,9 @@ def _cmd_presets(args: argparse.Namespace) -> int:
               f"iters={cfg.n_iter:,} params={n:,}")
         if args.name:
             for key, value in cfg.to_dict().items():
-                print(f"  {key} = {value}")
+                items = value.items() if isinstance(value, dict) else [(None, value)]
+                for k, v in items:  # the SVG group as svg.g_dim = ...
+                    print(f"  {key}.{k} = {v}" if k else f"  {key} = {v}")
     return 0
 
 

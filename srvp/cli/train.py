@@ -6,7 +6,7 @@ import dataclasses
 import sys
 from typing import Dict, List
 
-from ..config import PRESETS, Config, preset
+from ..config import OFFICIAL_NAMES, PRESETS, Config, SVGSettings, preset
 
 _EPILOG = """examples:
   python -m srvp train --preset cpu --amp bf16 --data-dir MNIST_DIR --out runs/cpu
@@ -22,10 +22,13 @@ uninterrupted run (on CPU)."""
 
 def parse_overrides(items: List[str]) -> Dict[str, object]:
     """``["ny=10", "skipco=true"]`` -> typed values for :meth:`Config.replace`."""
-    types = {f.name: str(f.type) for f in dataclasses.fields(Config)}
+    types = {f.name: str(f.type)
+             for f in (*dataclasses.fields(Config), *dataclasses.fields(SVGSettings))
+             if f.name != "svg"}
     out: Dict[str, object] = {}
     for item in items:
         key, sep, raw = item.partition("=")
+        key = OFFICIAL_NAMES.get(key, key)  # e.g. n_iter_test -> val_batches
         if not sep:
             raise ValueError(f"--set {item!r}: expected key=value")
         if key not in types:

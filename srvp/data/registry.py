@@ -49,7 +49,7 @@ def _mnist_sources(cfg: Config, data_dir: Optional[str]):
                   max_speed=cfg.max_speed)
     return (MovingMNIST.from_mnist(data_dir, fold="train", seq_len=cfg.seq_len,
                                    **common),
-            MovingMNIST.from_mnist(data_dir, fold="val", seq_len=cfg.seq_len_test,
+            MovingMNIST.from_mnist(data_dir, fold="val", seq_len=cfg.val_seq_len,
                                    **common))
 
 
@@ -83,7 +83,7 @@ def _video_sources(make, **extra):
                                     f"folder of its converted videos (got {data_dir})")
         kw = {k: getattr(cfg, v) for k, v in extra.items()}
         return (make()(data_dir, fold="train", seq_len=cfg.seq_len, **kw),
-                make()(data_dir, fold="val", seq_len=cfg.seq_len_test, **kw))
+                make()(data_dir, fold="val", seq_len=cfg.val_seq_len, **kw))
     return sources
 
 
@@ -143,17 +143,17 @@ def training_sources(cfg: Config, data_dir: Optional[str]) -> Tuple[object, obje
     ``$SRVP_MNIST_DIR``): 95% train, 5% validation (official split). KTH,
     Human3.6M and BAIR read the converted videos of ``data_dir``, memory-mapped;
     their validation clips are the official seed-42 5% of the training videos,
-    ``cfg.seq_len_test`` frames long. Missing files raise a
+    ``cfg.val_seq_len`` frames long. Missing files raise a
     ``FileNotFoundError`` naming them, before any training starts.
     """
     return get(cfg.dataset).sources(cfg, data_dir)
 
 
 def validation_batches(source, cfg: Config, seed: int) -> List[torch.Tensor]:
-    """The fixed validation set: ``n_iter_test`` batches of ``batch_size_test``."""
+    """The fixed validation set: ``val_batches`` batches of ``val_batch_size``."""
     rng = np.random.default_rng([seed, 2**31 - 1])
-    return [to_batch(source.generate(cfg.batch_size_test, rng=rng))
-            for _ in range(cfg.n_iter_test)]
+    return [to_batch(source.generate(cfg.val_batch_size, rng=rng))
+            for _ in range(cfg.val_batches)]
 
 
 def test_batches(cfg: Config, data_dir, nt: int, batch_size: int,
