@@ -17,8 +17,6 @@ import torch
 from .config import Config
 from .model import Output, normal_scale
 
-_LOG_2PI = math.log(2 * math.pi)
-
 
 class Loss(NamedTuple):
     """Loss terms, each summed over its dimensions and divided by the batch size.
@@ -35,8 +33,16 @@ class Loss(NamedTuple):
 
 
 def gaussian_nll(x_hat: torch.Tensor, x: torch.Tensor, scale: float) -> torch.Tensor:
-    """-log N(x; x_hat, scale^2), element-wise (exact, constants included)."""
-    return 0.5 * ((x - x_hat) / scale) ** 2 + math.log(scale) + 0.5 * _LOG_2PI
+    """-log N(x; x_hat, scale^2), element-wise (exact, constants included).
+
+    The operations run in the order of ``torch.distributions.Normal.log_prob``,
+    which the official loss calls, so that values and gradients match it to the
+    bit for every ``obs_scale`` (the scale is a tensor of ``x_hat``'s type there).
+    """
+    scale = torch.as_tensor(scale, dtype=x_hat.dtype, device=x_hat.device)
+    log_density = (-((x - x_hat) ** 2) / (2 * scale**2) - scale.log()
+                   - math.log(math.sqrt(2 * math.pi)))
+    return -log_density
 
 
 def kl_normal(q_params: torch.Tensor, p_params: torch.Tensor) -> torch.Tensor:

@@ -255,7 +255,8 @@ class SRVP(nn.Module):
     @torch.no_grad()
     def predict(self, x_cond: torch.Tensor, nt_pred: int, n_samples: int = 1,
                 dt: Optional[float] = None, intermediate: bool = False,
-                chunk_size: int = 256) -> torch.Tensor:
+                chunk_size: int = 256,
+                dt_cond: Optional[float] = None) -> torch.Tensor:
         """Sample ``n_samples`` futures of ``nt_pred`` frames (book ch. 5 and 6).
 
         The conditioning frames are encoded once; every sample redraws y_1 and
@@ -263,14 +264,22 @@ class SRVP(nn.Module):
         future, exactly as the official test loop, but all samples of a chunk
         run as one batch and only the predicted frames are decoded.
 
+        As in the official test loop, the states of the conditioning frames are
+        inferred with the *training* Euler step and only the prediction uses
+        ``dt`` (book ch. 6); ``dt_cond`` sets another step for the conditioning
+        frames (``dt_cond=dt``: one step size throughout).
+
         Parameters
         ----------
         x_cond : Tensor (T_cond, B, C, H, W) in [0, 1], T_cond >= nt_inf.
         nt_pred : number of future frames.
         n_samples : futures per video.
-        dt : Euler step (default: the training step); any 1/K works.
+        dt : Euler step of the prediction (default: the training step); any
+            1/K works.
         intermediate : also return the K - 1 frames between two integer times.
         chunk_size : largest number of videos x samples decoded at once.
+        dt_cond : Euler step through the conditioning frames (default: the
+            training step).
 
         Returns
         -------
@@ -282,6 +291,7 @@ class SRVP(nn.Module):
         try:
             check_video(x_cond, self.cfg, min_frames=self.nt_inf)
             dt = self.cfg.dt if dt is None else dt
+            dt_cond = self.cfg.dt if dt_cond is None else dt_cond
             nt_cond, bsz = x_cond.shape[:2]
             hx, skips = self.encode(x_cond)  # (T_cond, B, nhx)
             h_z = self.infer_z_states(hx)  # (T_cond, B, nh_inf) or None
@@ -293,8 +303,8 @@ class SRVP(nn.Module):
                 n = min(per_chunk, n_samples - s)
                 y1 = rsample_normal(q_y1.repeat(n, 1))  # (n B, ny), sample-major
                 y = self.generate(y1, None, nt_cond + nt_pred, dt, intermediate,
-                                  h_z=h_z, repeat=n)[0]
-                n_past = 1 + (nt_cond - 1) * (euler_substeps(dt) if intermediate
+                                  h_z=h_z, repeat=n, dt_cond=dt_cond)[0]
+                n_past = 1 + (nt_cond - 1) * (euler_substeps(dt_cond) if intermediate
                                               else 1)  # states up to frame T_cond
                 x = self.decode(w.repeat(n, 1), y[n_past:], _repeat(skips, n),
                                 fused=True).clamp_(0, 1)  # (T_out, n B, C, H, W)

@@ -125,10 +125,14 @@ def register(subparsers) -> None:
     p.add_argument("--nt-gen", type=int,
                    help="conditioning + predicted frames (default: preset)")
     p.add_argument("--n-euler-steps", type=int,
-                   help="Euler steps per frame at test time (dt = 1/N; default: "
-                        "the training value)")
+                   help="Euler steps per frame of the prediction (dt = 1/N; "
+                        "default: the training value); as in the official test, the "
+                        "conditioning frames keep the training step")
     p.add_argument("--batch-size", type=int, default=16,
-                   help="test videos per batch (does not change the scores)")
+                   help="test videos per batch (default 16, as the official test). "
+                        "It sets how the random draws fall on the videos, so another "
+                        "batch size gives other samples and scores that differ "
+                        "within their 95%% interval")
     p.add_argument("--seed", type=int, default=1, help="test seed (official: 1)")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA if present), cpu, cuda, cuda:N")
