@@ -1,19 +1,27 @@
 # The two entry points of the project (see README.md).
-#   make book   set up .venv, execute every chapter (cpu profile), render the HTML
-#   make test   set up .venv, execute the chapters (smoke profile), run all tests
+#   make book   set up .venv, execute every chapter (cpu profile) into _build/,
+#               render the HTML into _build/html; tracked files stay as they are
+#   make test   set up .venv, execute the chapters (smoke profile), render their
+#               HTML with warnings as errors, run all tests
+# For maintainers:
+#   make notebooks  execute every chapter (cpu profile) and store the outputs in
+#                   the tracked book/NN_name.ipynb, then render
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup book test lint bench
+.PHONY: setup book notebooks test lint bench
 setup:
 	bash scripts/setup_env.sh $(VENV)
 
 book: setup
 	$(PY) scripts/build_book.py --profile cpu
 
+notebooks: setup
+	$(PY) scripts/build_book.py --profile cpu --update-notebooks
+
 test: setup
 	$(VENV)/bin/ruff check srvp tests scripts benchmarks
-	$(PY) scripts/build_book.py --profile smoke --out _build/smoke
+	$(PY) scripts/build_book.py --profile smoke --out _build/smoke --html _build/smoke_html
 	$(PY) -m pytest tests _build/smoke --nbval-lax --nbval-current-env -p no:cacheprovider
 
 lint: setup

@@ -1,24 +1,29 @@
 """Execute the notebook chapters of the book, then render it.
 
 Each notebook chapter is a MyST markdown file ``book/NN_name.md`` (the source of
-truth) paired with ``book/NN_name.ipynb``. This script converts the markdown to a
-notebook, executes it with papermill under a profile, and
+truth) paired with ``book/NN_name.ipynb`` (the outputs that GitHub, Colab and the
+web page show). This script converts the markdown to a notebook, executes it with
+papermill under a profile, writes the executed copy to ``--out DIR`` (default
+``_build/executed/PROFILE``), and renders the HTML book from those copies with
+warnings as errors (``jupyter-book build -W -n``) into ``--html DIR`` (default
+``_build/html``). The tracked files are left as they are: the script checks it.
 
-- with ``--out DIR`` (CI): writes the executed copies to ``DIR/NN_name.ipynb`` and
-  leaves ``book/`` untouched;
-- without ``--out``: stores the outputs in ``book/NN_name.ipynb`` in place, then
-  builds the HTML book with ``jupyter-book build . -W -n --keep-going`` (unless
-  ``--no-render``).
+``--update-notebooks`` (maintainers, after a change to a chapter or to the shipped
+models) stores the outputs in ``book/NN_name.ipynb`` instead and renders from them.
 
 Examples::
 
-    python scripts/build_book.py --profile smoke --out _build/smoke   # CI, seconds
-    python scripts/build_book.py                                      # cpu profile
+    python scripts/build_book.py                                  # make book
+    python scripts/build_book.py --profile smoke --out _build/smoke \
+        --html _build/smoke_html                                  # make test (CI)
+    python scripts/build_book.py --update-notebooks               # make notebooks
     python scripts/build_book.py --only 03_residual_update --no-render
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import shutil
 import subprocess
 import sys
 import time
@@ -122,16 +127,50 @@ def run_chapter(md: Path, profile: str, out_dir: Path | None) -> float:
     return seconds
 
 
-def render() -> int:
-    """Build the HTML book with warnings as errors; return the exit status."""
+def assemble_site(notebooks: Path | None, site: Path) -> Path:
+    """A copy of the book's sources in ``site`` whose chapter notebooks are the
+    executed copies in ``notebooks`` (None: the tracked ``book/*.ipynb``)."""
+    if site.exists():
+        shutil.rmtree(site)
+    site.mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml", "references.bib"):
+        shutil.copy2(ROOT / name, site / name)
+    shutil.copytree(BOOK, site / "book", ignore=shutil.ignore_patterns("runs"))
+    (site / "srvp").symlink_to(ROOT / "srvp", target_is_directory=True)  # includes
+    if notebooks is not None:
+        for md in notebook_chapters():
+            executed = notebooks / (md.stem + ".ipynb")
+            if not executed.exists():
+                raise SystemExit(f"{executed} is missing: execute {md.stem} first")
+            shutil.copy2(executed, site / "book" / executed.name)
+    return site
+
+
+def render(notebooks: Path | None, html: Path) -> int:
+    """Build the HTML book from ``notebooks`` (see :func:`assemble_site`) into
+    ``html``, with warnings as errors; return the exit status."""
+    site = assemble_site(notebooks, ROOT / "_build" / "site")
     exe = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(exe) if exe.exists() else "jupyter-book",
-           "build", ".", "-W", "-n", "--keep-going"]
+           "build", str(site), "-W", "-n", "--keep-going"]
     print("$ jupyter-book " + " ".join(cmd[1:]), flush=True)
     start = time.perf_counter()
     status = subprocess.call(cmd, cwd=ROOT)
-    print(f"render: exit {status} in {time.perf_counter() - start:.1f} s", flush=True)
+    if status == 0:
+        if html.exists():
+            shutil.rmtree(html)
+        shutil.move(str(site / "_build" / "html"), html)
+    print(f"render: exit {status} in {time.perf_counter() - start:.1f} s"
+          + (f"; open {html / 'index.html'}" if status == 0 else ""), flush=True)
     return status
+
+
+def tracked_digest() -> str:
+    """A digest of the tracked book files, to check that a build left them alone."""
+    h = hashlib.sha256()
+    for path in sorted(BOOK.glob("*.ipynb")) + sorted(BOOK.glob("*.md")):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()
 
 
 def select(chapters: list[Path], only: list[str] | None) -> list[Path]:
@@ -149,29 +188,40 @@ def select(chapters: list[Path], only: list[str] | None) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Execute the book's notebook chapters with papermill, then "
-                    "render the book with jupyter-book.")
+                    "render the book with jupyter-book (warnings as errors).")
     parser.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE,
                         help="value of `profile` in each chapter "
                              "(default: %(default)s)")
     parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="write executed notebooks to DIR and leave book/ "
-                             "untouched (no rendering)")
+                        help="where the executed notebooks go (default: "
+                             "_build/executed/PROFILE)")
+    parser.add_argument("--html", type=Path, metavar="DIR",
+                        default=ROOT / "_build" / "html",
+                        help="where the HTML book goes (default: _build/html)")
+    parser.add_argument("--update-notebooks", action="store_true",
+                        help="store the outputs in the tracked book/NN_name.ipynb "
+                             "instead (maintainers) and render from them")
     parser.add_argument("--only", nargs="+", metavar="NAME",
                         help="run only these chapters, e.g. 02_architecture")
     parser.add_argument("--no-render", action="store_true",
                         help="do not build the HTML book after executing")
     args = parser.parse_args(argv)
+    if args.update_notebooks and args.out is not None:
+        parser.error("--update-notebooks writes into book/: drop --out")
+    out = None if args.update_notebooks else \
+        (args.out or ROOT / "_build" / "executed" / args.profile)
 
     chapters = select(notebook_chapters(), args.only)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    before = tracked_digest()
     failed = []
     total = time.perf_counter()
     for i, md in enumerate(chapters, 1):
         print(f"[{i}/{len(chapters)}] {md.stem} (profile {args.profile}) ...",
               flush=True)
         try:
-            seconds = run_chapter(md, args.profile, args.out)
+            seconds = run_chapter(md, args.profile, out)
         except Exception as err:  # noqa: BLE001 - report every failure, then fail
             failed.append(md.stem)
             print(f"[{i}/{len(chapters)}] {md.stem} FAILED: "
@@ -180,12 +230,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{i}/{len(chapters)}] {md.stem} ok in {seconds:.1f} s", flush=True)
     print(f"executed {len(chapters) - len(failed)}/{len(chapters)} chapters in "
           f"{time.perf_counter() - total:.1f} s", flush=True)
+    if out is not None and tracked_digest() != before:
+        print("error: executing the chapters changed tracked files under book/",
+              file=sys.stderr)
+        return 1
     if failed:
         print("failed chapters: " + ", ".join(failed), file=sys.stderr)
         return 1
-    if args.out is None and not args.no_render:
-        return 1 if render() else 0
-    return 0
+    if args.no_render or args.only:
+        return 0
+    return 1 if render(out, args.html) else 0
 
 
 if __name__ == "__main__":

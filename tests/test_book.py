@@ -85,7 +85,7 @@ def test_pair_in_sync(md):
     text, paired = jupytext.read(md), jupytext.read(ipynb)
     assert cell_signature(paired) == cell_signature(text), (
         f"{ipynb.name} differs from {md.name}: run `jupytext --sync book/{md.name}` "
-        f"or `python scripts/build_book.py --only {md.stem}`")
+        f"or `python scripts/build_book.py --update-notebooks --only {md.stem}`")
     assert paired.metadata.get("jupytext", {}).get("formats") == "ipynb,md:myst"
     assert paired.metadata.get("kernelspec", {}).get("name") == "python3"
 
@@ -96,7 +96,8 @@ def test_paired_notebook_holds_clean_outputs(md):
     nb = jupytext.read(md.with_suffix(".ipynb"))
     missing = [i for i, c in enumerate(code_cells(nb)) if c.execution_count is None]
     assert not missing, (f"{md.stem}.ipynb: code cells {missing} have no outputs; run "
-                         f"`python scripts/build_book.py --only {md.stem}`")
+                         "`python scripts/build_book.py --update-notebooks --only "
+                         f"{md.stem}`")
     assert "papermill" not in nb.metadata
     errors = [o for c in code_cells(nb) for o in c.outputs if o.output_type == "error"]
     assert not errors
