@@ -2,7 +2,9 @@
 #   make book   set up .venv, execute every chapter (cpu profile) into _build/,
 #               render the HTML into _build/html; tracked files stay as they are
 #   make test   set up .venv, execute the chapters (smoke profile), render their
-#               HTML with warnings as errors, run all tests
+#               HTML with warnings as errors, run all tests, then run every
+#               chapter again through its own install cell in a Colab-like
+#               environment (scripts/colab_check.py)
 # For maintainers:
 #   make notebooks  execute every chapter (cpu profile) and store the outputs in
 #                   the tracked book/NN_name.ipynb, then render
@@ -23,6 +25,7 @@ test: setup
 	$(VENV)/bin/ruff check srvp tests scripts benchmarks
 	$(PY) scripts/build_book.py --profile smoke --out _build/smoke --html _build/smoke_html
 	$(PY) -m pytest tests _build/smoke --nbval-lax --nbval-current-env -p no:cacheprovider
+	$(PY) scripts/colab_check.py
 
 lint: setup
 	$(VENV)/bin/ruff check srvp tests scripts benchmarks

@@ -126,6 +126,12 @@ def test_install_then_parameters_cell(md):
     pip_lines = [line for line in install.source.splitlines() if "pip install" in line]
     assert pip_lines and not re.search(r"\b(torch|numpy)\b", " ".join(pip_lines)), \
         "the Colab install cell must install srvp without re-pinning torch or numpy"
+    # the extras the chapter needs (scripts/colab_check.py runs it without them)
+    extras = re.search(r'"srvp\[([a-z,]+)\] @ \{SRVP_SOURCE\}"', pip_lines[0])
+    assert extras, "install srvp[EXTRAS] from SRVP_SOURCE (SRVP_INSTALL or GitHub)"
+    needs = {"viz"} | ({"metrics"} if "load_lpips" in md.read_text() else set())
+    assert needs <= set(extras.group(1).split(",")), (md.name, extras.group(1))
+    assert "SRVP_INSTALL" in install.source
     assert "parameters" in parameters.metadata.get("tags", []), \
         "the first code cell after the install cell must be tagged `parameters`"
     assigned = {t.id: ast.literal_eval(node.value)
