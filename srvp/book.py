@@ -2,6 +2,7 @@
 trained for the book are, on a build machine, a laptop or Colab."""
 from __future__ import annotations
 
+import hashlib
 import os
 import urllib.request
 from pathlib import Path
@@ -53,7 +54,8 @@ def shipped_run(book: Path, names: Sequence[str] = ("config.json", "model.pt"),
     Files missing there (a chapter on Colab) are fetched from the repository;
     files in ``optional`` may be absent upstream. ``run`` names the folder:
     ``"cpu"`` (SRVP, the default) or ``"svg_cpu"`` (the SVG-LP baseline, book
-    ch. 9). A required file that can be neither found nor fetched raises
+    ch. 9). Prints the run's name and :func:`weights_digest`. A required file
+    that can be neither found nor fetched raises
     ``OSError`` (``urllib.error.HTTPError`` when absent upstream, ``URLError``
     offline); a folder created for it is then removed again.
     """
@@ -74,4 +76,12 @@ def shipped_run(book: Path, names: Sequence[str] = ("config.json", "model.pt"),
             if created and not any(folder.iterdir()):
                 folder.rmdir()
             raise
+    if (folder / "model.pt").exists():  # the outputs name the weights they show
+        print(f"{run}: model.pt sha256 {weights_digest(folder)}")
     return folder
+
+
+def weights_digest(folder: Path) -> str:
+    """The first 12 hex digits of the SHA-256 of ``folder/model.pt``: chapters print
+    it, so that stored outputs name the weights that produced them."""
+    return hashlib.sha256((Path(folder) / "model.pt").read_bytes()).hexdigest()[:12]

@@ -193,3 +193,23 @@ def test_smoke_copy_executed(md):
         f"{path.name} is older than {md.name}: run `{SMOKE_CMD}`")
     not_run = [i for i, c in enumerate(code_cells(nb)) if c.execution_count is None]
     assert not not_run, f"{path.name}: code cells {not_run} did not run"
+
+
+@pytest.mark.parametrize("md", [m for m in CHAPTERS if "shipped_run(" in m.read_text()],
+                         ids=lambda m: m.stem)
+def test_stored_outputs_name_the_shipped_weights(md):
+    """A chapter that loads a shipped model prints the digest of its weights
+    (srvp.book.shipped_run); the outputs stored in its notebook must name the
+    weights shipped today, or they were made with another model."""
+    from srvp.book import weights_digest
+
+    text = "".join(o.get("text", "") for c in code_cells(jupytext.read(
+        md.with_suffix(".ipynb"))) for o in c.outputs)
+    found = re.findall(r"(\w+): model\.pt sha256 ([0-9a-f]{12})", text)
+    assert found, (f"{md.stem}.ipynb: no stored output names the shipped weights; "
+                   f"run `python scripts/build_book.py --update-notebooks --only "
+                   f"{md.stem}`")
+    for run, digest in found:
+        assert digest == weights_digest(ROOT / "book" / "runs" / run), (
+            f"{md.stem}.ipynb shows outputs of other {run} weights than book/runs/"
+            f"{run}/model.pt: re-execute it")
