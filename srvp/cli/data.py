@@ -1,4 +1,5 @@
-"""``srvp data ...`` commands: Moving MNIST test sets, MNIST, KTH, Human3.6M, BAIR.
+"""``srvp data ...`` commands: Moving MNIST test sets, MNIST, KTH, Human3.6M, BAIR,
+and the models released with the paper.
 
 :func:`register` adds the ``data`` command to an ``argparse`` sub-parser set; each
 leaf command stores its handler in ``args.func`` (call ``args.func(args)``).
@@ -10,11 +11,13 @@ import argparse
 import sys
 import time
 
+from .. import official_weights as weights
 from ..data import mnist_idx as mnist
 from ..data import moving_mnist_testset as testset
 
 _DATA_HELP = ("Prepare datasets: Moving MNIST test sets and MNIST digits; KTH, "
-              "Human3.6M and BAIR downloads, conversions and test sets.")
+              "Human3.6M and BAIR downloads, conversions and test sets; the "
+              "released model weights.")
 
 _TESTSET_DESC = """\
 Build the fixed Moving MNIST test set exactly as the official SRVP script
@@ -29,6 +32,28 @@ _DOWNLOAD_DESC = f"""\
 Download the standard MNIST IDX files (gzip) into OUT, trying the mirrors
 {', '.join(mnist.MIRRORS)} in turn and checking the published MD5 sums. Needs
 internet; offline, copy the files by hand and point {mnist.ENV_VAR} to them."""
+
+
+_WEIGHTS_DESC = f"""\
+Download the model released with the paper for DATASET into OUT, as the
+experiment folder (config.json, model.pt) that `python -m srvp evaluate` and
+srvp.load_official read. Sources, tried in turn: the URLs given with --url, the
+authors' server ({weights.AUTHORS_URL}<model>/) and its public copy on the
+Hugging Face Hub (nkiyohara/srvp-pretrained-model-mirror). A source is a folder
+URL ending with / (file:// too: a copy fetched by hand) or a .zip/.tar[.gz]
+archive holding such a folder; archive members outside it are refused. Models:
+""" + "\n".join(f"  {name:8s} {r.path + '/':22s} {r.description}"
+                for name, r in weights.RELEASES.items()) + """
+A model already in OUT that loads is kept without any request (--force fetches
+it again); files reach OUT only once the model loads with load_official."""
+
+
+def mnist_hint(err: BaseException, option: str = "--data-dir") -> str:
+    """What a command adds to a missing-MNIST error: its own option's name
+    (the library's messages name none)."""
+    if isinstance(err, mnist.MNISTNotFoundError):
+        return f" On the command line: {option} DIR."
+    return ""
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -49,6 +74,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                                    title="commands", required=True)
     _add_testset_parser(commands)
     _add_download_parser(commands)
+    _add_weights_parser(commands)
     _add_kth_parsers(commands)
     _add_human_parsers(commands)
     _add_bair_parsers(commands)
@@ -61,9 +87,12 @@ def _add_testset_parser(commands) -> None:
         "mmnist-testset", help="build the official Moving MNIST test set (.npz)",
         description=_TESTSET_DESC,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mnist-dir", metavar="DIR", default=None,
+    p.add_argument("--data-dir", metavar="DIR", default=None,
                    help="folder holding t10k-images-idx3-ubyte[.gz] and "
-                        f"t10k-labels-idx1-ubyte[.gz] (default: ${mnist.ENV_VAR})")
+                        f"t10k-labels-idx1-ubyte[.gz] (default: ${mnist.ENV_VAR}; "
+                        "--mnist-dir, its former name, still works)")
+    p.add_argument("--mnist-dir", metavar="DIR", default=None,
+                   help=argparse.SUPPRESS)  # deprecated alias of --data-dir
     p.add_argument("--out", metavar="DIR", required=True,
                    help="folder where the .npz file is written (created if needed)")
     p.add_argument("--deterministic", action="store_true",
@@ -74,7 +103,7 @@ def _add_testset_parser(commands) -> None:
                    help="build only the first N videos, an exact prefix of the full "
                         "set (for quick checks; default: all 5,000)")
     p.add_argument("--download", action="store_true",
-                   help="download the MNIST test files into --mnist-dir if missing")
+                   help="download the MNIST test files into --data-dir if missing")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run_mmnist_testset)
 
@@ -92,7 +121,25 @@ def _add_download_parser(commands) -> None:
     p.set_defaults(func=run_mnist_download)
 
 
-def _fail(err: Exception) -> int:
+def _add_weights_parser(commands) -> None:
+    """The ``official-weights`` sub-command."""
+    p = commands.add_parser(
+        "official-weights", help="download a model released with the paper",
+        description=_WEIGHTS_DESC, formatter_class=_RAW)
+    p.add_argument("--dataset", required=True, choices=list(weights.RELEASES),
+                   help="the model's dataset")
+    p.add_argument("--out", metavar="DIR", required=True,
+                   help="experiment folder to write (created if needed)")
+    p.add_argument("--url", action="append", default=[], metavar="URL",
+                   help="another source, tried before the built-in ones "
+                        "(repeatable)")
+    p.add_argument("--force", action="store_true",
+                   help="download again even if OUT already holds the model")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=run_official_weights)
+
+
+def _fail(err: object) -> int:
     """Report a data error on stderr (no traceback) and return exit status 1."""
     print(f"error: {err}", file=sys.stderr)
     return 1
@@ -101,11 +148,15 @@ def _fail(err: Exception) -> int:
 def run_mmnist_testset(args: argparse.Namespace) -> int:
     """Handler of ``data mmnist-testset``: build, save and summarise."""
     start = time.perf_counter()
+    if args.mnist_dir is not None:
+        print("warning: --mnist-dir is deprecated; use --data-dir", file=sys.stderr)
+        if args.data_dir not in (None, args.mnist_dir):
+            return _fail("--data-dir and --mnist-dir name different folders")
     try:
-        images, labels = mnist.load_mnist(args.mnist_dir, split="test",
-                                          download=args.download)
+        images, labels = mnist.load_mnist(args.data_dir or args.mnist_dir,
+                                          split="test", download=args.download)
     except (mnist.MNISTNotFoundError, mnist.IDXFormatError) as err:
-        return _fail(err)
+        return _fail(f"{err}{mnist_hint(err)}")
     arrays = testset.build_test_set(images, labels, args.seq_len, args.deterministic,
                                     num_videos=args.num_videos,
                                     progress=not args.no_progress)
@@ -133,6 +184,29 @@ def run_mnist_download(args: argparse.Namespace) -> int:
         return _fail(err)
     for path in paths:
         print(f"{path}  md5 {mnist.md5sum(path)}  ok")
+    return 0
+
+
+def run_official_weights(args: argparse.Namespace) -> int:
+    """Handler of ``data official-weights``."""
+    from ..run_folder import load_official
+
+    try:
+        got = weights.download_official(args.dataset, args.out, urls=args.url,
+                                        force=args.force,
+                                        progress=not args.no_progress)
+    except weights.OtherModelError as err:
+        return _fail(f"{err} (--force replaces it)")
+    except weights.DownloadError as err:
+        return _fail(f"{err}, or give a copy with --url file:///DIR/")
+    except OSError as err:  # OUT cannot be written
+        return _fail(err)
+    model, cfg = load_official(got.folder)
+    n = sum(p.numel() for p in model.parameters())
+    how = f"from {got.url}" if got.url else "already there (--force fetches it again)"
+    print(f"{got.folder}: the released {weights.RELEASES[args.dataset].description} "
+          f"model ({cfg.archi}, ny={cfg.ny}, nz={cfg.nz}, {n:,} parameters), {how}")
+    print(f"evaluate it: python -m srvp evaluate {got.folder} --data-dir DATA")
     return 0
 
 

@@ -5,6 +5,7 @@ import argparse
 import ctypes
 import ctypes.util
 import sys
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -12,17 +13,21 @@ import torch
 
 _EPILOG = """examples:
   python -m srvp evaluate runs/cpu --data-dir MNIST_DIR --n-videos 1000
-  python -m srvp evaluate OFFICIAL_XP_DIR --data-dir DATA --lpips-weights alexnet.pth
+  python -m srvp data official-weights --dataset smmnist --out official/smmnist
+  python -m srvp evaluate official/smmnist --lpips-weights alexnet-owt-7be5be79.pth
 
-Moving MNIST: --data-dir is a folder with the test-set .npz (from `python -m srvp
+--data-dir, Moving MNIST: a folder with the test-set .npz (from `python -m srvp
 data mmnist-testset`) or the MNIST test IDX files, from which the official test
-set is rebuilt in memory. KTH: the folder holding svg_test_set_40.npz (`python -m
-srvp data kth-testset`); Human3.6M: the folder holding test_set_53_8
-(`human-testset`); BAIR: the folder holding processed/test (`bair-convert`).
-LPIPS needs torchvision's AlexNet weights
-(alexnet-owt-7be5be79.pth): pass --lpips-weights, put the file under
-$TORCH_HOME/hub/checkpoints, or use --lpips-download where the internet is
-reachable; --no-lpips skips it."""
+set is rebuilt in memory; default: $SRVP_MNIST_DIR. Required for the others:
+KTH, the folder holding svg_test_set_40.npz (`python -m srvp data kth-testset`);
+Human3.6M, the folder holding test_set_53_8 (`human-testset`); BAIR, the folder
+holding processed/test (`bair-convert`). The data is read before LPIPS is
+loaded; every option is checked (and --out tried) before the evaluation starts:
+a bad value stops with exit status 2 and writes nothing.
+
+LPIPS needs torchvision's AlexNet weights (alexnet-owt-7be5be79.pth): pass
+--lpips-weights, put the file under $TORCH_HOME/hub/checkpoints, or use
+--lpips-download where the internet is reachable; --no-lpips skips it."""
 
 
 def release_free_memory() -> bool:
@@ -55,31 +60,30 @@ def _glibc_trim():
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..data.registry import test_batches
     from ..evaluate import Protocol, evaluate, format_table
     from ..run_folder import RESULTS, load_official, save_results
+    from .data import mnist_hint
 
-    try:
+    out = Path(args.out) if args.out else Path(args.run) / RESULTS
+    try:  # every check before the evaluation: a bad value writes nothing
+        _check_args(args)
+        _check_writable(out)
         model, cfg = load_official(args.run, checkpoint=args.checkpoint)
         nt_cond = cfg.nt_cond if args.nt_cond is None else args.nt_cond
         nt_gen = cfg.nt_gen if args.nt_gen is None else args.nt_gen
+        if nt_cond >= nt_gen:
+            raise ValueError(f"--nt-cond {nt_cond} leaves nothing to predict: it "
+                             f"must be less than --nt-gen ({nt_gen}"
+                             f"{'' if args.nt_gen else ', from config.json'})")
         protocol = Protocol(
             nt_cond, nt_gen - nt_cond,
             cfg.n_samples if args.n_samples is None else args.n_samples,
             dt=None if args.n_euler_steps is None else 1 / args.n_euler_steps,
             seed=args.seed)
-        batches = test_batches(cfg, args.data_dir, nt_gen, args.batch_size,
-                               args.n_videos)
-        lpips_model = None
-        if not args.no_lpips:
-            from ..metrics.lpips import load_lpips
-
-            lpips_model = load_lpips(args.lpips_weights,
-                                     allow_download=args.lpips_download)
+        batches = _test_batches(cfg, args, nt_gen)  # the data before LPIPS
+        lpips_model = None if args.no_lpips else _lpips(args)
     except (FileNotFoundError, ValueError, ImportError) as err:
-        hint = ("\nOn the command line: --lpips-weights PATH, --lpips-download or "
-                "--no-lpips." if "LPIPS" in str(err) else "")
-        print(f"error: {err}{hint}", file=sys.stderr)
+        print(f"error: {err}{mnist_hint(err)}", file=sys.stderr)
         return 2
     device = torch.device(args.device if args.device != "auto" else
                           ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -97,13 +101,85 @@ def _run(args: argparse.Namespace) -> int:
         add_fvd(res, load_i3d(args.i3d_weights, device=device))
     res.model = {"folder": str(args.run), "checkpoint": args.checkpoint,
                  "dataset": cfg.dataset}
-    out = Path(args.out) if args.out else Path(args.run) / RESULTS
     save_results(res, out)
     print(f"{res.metrics['psnr']['n']} test videos, {protocol.nt_cond} conditioning "
           f"+ {protocol.nt_pred} predicted frames")
     print(format_table(res))
     print(f"wrote {out}")
     return 0
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Option values that no data can make right: raise ``ValueError``."""
+    for option in ("n_samples", "n_videos", "nt_cond", "nt_gen", "n_euler_steps",
+                   "batch_size"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise ValueError(f"--{option.replace('_', '-')} {value}: must be at "
+                             "least 1")
+    if args.lpips_weights and not args.no_lpips and \
+            not Path(args.lpips_weights).is_file():
+        raise ValueError(f"--lpips-weights {args.lpips_weights}: no such file")
+
+
+def _check_writable(out: Path) -> None:
+    """Fail now, not after the evaluation, if ``out`` cannot be written: a
+    temporary file is made and removed in its folder (or the nearest existing
+    parent, where the folder is still to be created)."""
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name, e.g. "
+                         f"{out / 'results.json'}")
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ValueError(f"cannot write {out}: no new file can be made in {folder} "
+                         f"({err.strerror or err}); choose another file with "
+                         "--out") from None
+
+
+def _test_batches(cfg, args: argparse.Namespace, nt_gen: int):
+    """The test videos; a dataset other than Moving MNIST needs --data-dir."""
+    from ..data.registry import get, test_batches
+
+    if args.data_dir is None and not get(cfg.dataset).reads_mnist:
+        raise ValueError(f"dataset {cfg.dataset!r} needs --data-dir, the folder of "
+                         "its test set (see `python -m srvp evaluate --help`)")
+    batches = test_batches(cfg, args.data_dir, nt_gen, args.batch_size,
+                           args.n_videos)
+    if args.n_videos is not None and len(batches.videos) < args.n_videos:
+        raise ValueError(f"--n-videos {args.n_videos}: the test set holds only "
+                         f"{len(batches.videos)} videos")
+    return batches
+
+
+def _lpips(args: argparse.Namespace):
+    """The LPIPS model; each way it can fail is one line saying how to go on."""
+    from ..metrics.lpips import ALEXNET_FILE, ALEXNET_URL, load_lpips
+
+    go_on = "pass --lpips-weights PATH, or --no-lpips to skip LPIPS"
+    try:
+        return load_lpips(args.lpips_weights, allow_download=args.lpips_download)
+    except ImportError as err:
+        raise ImportError(f"{err}; or pass --no-lpips") from None
+    except Exception as err:  # a file that is no AlexNet fails in several ways
+        first = " ".join(str(err).split()).split(". ")[0][:120]
+        why = f"{type(err).__name__}: {first}" if first else type(err).__name__
+        if args.lpips_weights:
+            raise ValueError(f"--lpips-weights {args.lpips_weights}: not "
+                             f"torchvision's AlexNet checkpoint ({why})") from None
+        if isinstance(err, FileNotFoundError):
+            cache = Path(torch.hub.get_dir()) / "checkpoints"
+            raise ValueError(f"LPIPS needs torchvision's AlexNet weights "
+                             f"{ALEXNET_FILE} ({ALEXNET_URL}), not found in "
+                             f"{cache}: {go_on}") from None
+        if isinstance(err, OSError):  # --lpips-download, offline
+            raise ValueError(f"could not download {ALEXNET_FILE} for LPIPS ({why}): "
+                             f"{go_on}") from None
+        raise
 
 
 def register(subparsers) -> None:
@@ -115,20 +191,26 @@ def register(subparsers) -> None:
                     "beside the blank and last-frame reference predictors.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="folder with config.json and model.pt")
-    p.add_argument("--data-dir", required=True, help="test data (see below)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="test data (see below); Moving MNIST default: "
+                        "$SRVP_MNIST_DIR, other datasets: required")
     p.add_argument("--checkpoint", default="model.pt",
                    help="weights file in the folder (model.pt or model_best.pt)")
-    p.add_argument("--n-samples", type=int, help="samples per video (default: the "
-                   "preset's, 100; 1 for deterministic Moving MNIST)")
-    p.add_argument("--n-videos", type=int, help="evaluate the first N test videos")
-    p.add_argument("--nt-cond", type=int, help="conditioning frames (default: preset)")
-    p.add_argument("--nt-gen", type=int,
+    p.add_argument("--n-samples", type=int, metavar="N", help="samples per video, "
+                   ">= 1 (default: the preset's, 100; 1 for deterministic Moving "
+                   "MNIST)")
+    p.add_argument("--n-videos", type=int, metavar="N",
+                   help="evaluate the first N test videos, 1 to the test set's size "
+                        "(default: all)")
+    p.add_argument("--nt-cond", type=int, metavar="N",
+                   help="conditioning frames, fewer than --nt-gen (default: preset)")
+    p.add_argument("--nt-gen", type=int, metavar="N",
                    help="conditioning + predicted frames (default: preset)")
-    p.add_argument("--n-euler-steps", type=int,
+    p.add_argument("--n-euler-steps", type=int, metavar="N",
                    help="Euler steps per frame of the prediction (dt = 1/N; "
                         "default: the training value); as in the official test, the "
                         "conditioning frames keep the training step")
-    p.add_argument("--batch-size", type=int, default=16,
+    p.add_argument("--batch-size", type=int, default=16, metavar="N",
                    help="test videos per batch (default 16, as the official test). "
                         "It sets how the random draws fall on the videos, so another "
                         "batch size gives other samples and scores that differ "
@@ -136,14 +218,16 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=1, help="test seed (official: 1)")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA if present), cpu, cuda, cuda:N")
-    p.add_argument("--lpips-weights", help="path to alexnet-owt-7be5be79.pth")
+    p.add_argument("--lpips-weights", metavar="PATH",
+                   help="path to alexnet-owt-7be5be79.pth")
     p.add_argument("--lpips-download", action="store_true",
                    help="let the lpips package download AlexNet (needs internet)")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
     p.add_argument("--i3d-weights", help="i3d_pretrained_400.pt: also compute FVD "
                    "(conditioning + one random sample against conditioning + "
                    "ground truth)")
-    p.add_argument("--out", help="results JSON (default: RUN/results.json)")
+    p.add_argument("--out", metavar="FILE", help="results JSON (default: "
+                   "RUN/results.json); its folder must be writable")
     p.add_argument("--keep-samples", type=int, default=256, metavar="N",
                    help="videos whose best, worst and random samples are saved "
                         "beside the JSON (RESULTS_samples.npz): the first N "

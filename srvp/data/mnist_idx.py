@@ -82,9 +82,9 @@ def resolve_mnist_dir(mnist_dir: str | os.PathLike | None = None) -> Path:
         mnist_dir = os.environ.get(ENV_VAR)
     if not mnist_dir:
         raise MNISTNotFoundError(
-            "No MNIST directory given: pass it explicitly (e.g. --mnist-dir DIR) or "
-            f"set the environment variable {ENV_VAR} to a folder holding the IDX "
-            "files (t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz, ...)."
+            f"no MNIST folder given, and {ENV_VAR} is not set: give a folder holding "
+            "the IDX files (t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz, "
+            f"...) or set {ENV_VAR} to one."
         )
     return Path(mnist_dir).expanduser()
 
@@ -117,9 +117,9 @@ def _missing_message(directory: Path, split: str) -> str:
     )
     return (
         f"MNIST {split!r} files not found in {directory}. Put {options} (gzip or "
-        f"raw IDX) in that folder, point {ENV_VAR} (or --mnist-dir) to a folder "
-        "holding them, or download them with download=True "
-        "(`python -m srvp data mnist-download --out DIR`) where internet is available."
+        f"raw IDX) in that folder, or give (or point {ENV_VAR} to) a folder holding "
+        "them; `python -m srvp data mnist-download --out DIR` fetches them where "
+        "the internet is reachable."
     )
 
 

@@ -1,0 +1,151 @@
+"""One command-line convention: ``--data-dir`` (default ``$SRVP_MNIST_DIR``)
+wherever MNIST is read, errors that name the failing command's own options, and
+``evaluate`` refusing bad values in one line, exit status 2, before writing
+anything."""
+import urllib.error
+
+import pytest
+
+from srvp import SRVP, cli, preset, save_experiment
+from srvp.data import mnist_idx
+
+MNIST_ENV = mnist_idx.ENV_VAR
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A run folder holding a tiny untrained smoke model (nt_gen 6)."""
+    folder = tmp_path / "run"
+    save_experiment(SRVP(preset("smoke")), folder)
+    return folder
+
+
+def one_line_error(capsys, *expected):
+    """The command's stderr: one ``error:`` line, no traceback, naming each of
+    ``expected``."""
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if not ln.startswith("warning:")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for text in expected:
+        assert text in lines[0], (text, err)
+    return lines[0]
+
+
+def evaluate(run, *options):
+    return cli.main(["evaluate", str(run), "--n-videos", "2", "--n-samples", "2",
+                     *options])
+
+
+def test_evaluate_reads_mnist_from_the_environment(run, tiny_mnist_dir,
+                                                   monkeypatch, capsys):
+    monkeypatch.setenv(MNIST_ENV, str(tiny_mnist_dir))
+    assert evaluate(run, "--no-lpips") == 0
+    assert "2 test videos" in capsys.readouterr().out
+    assert (run / "results.json").is_file()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "testset"])
+def test_missing_mnist_names_the_option(command, run, tmp_path, monkeypatch,
+                                        capsys):
+    """Without a folder or with an empty one: the hint names --data-dir and
+    SRVP_MNIST_DIR, never the library's download=True; the data is checked
+    before LPIPS (no weights here)."""
+    monkeypatch.delenv(MNIST_ENV, raising=False)
+    for extra in ([], ["--data-dir", str(tmp_path / "empty")]):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        if command == "evaluate":
+            status = evaluate(run, *extra)
+        else:
+            status = cli.main(["data", "mmnist-testset", "--out",
+                               str(tmp_path / "out"), *extra])
+        assert status == (2 if command == "evaluate" else 1)
+        line = one_line_error(capsys, "--data-dir DIR", MNIST_ENV)
+        assert "download=True" not in line and "--mnist-dir" not in line
+        assert "LPIPS" not in line
+    assert not (run / "results.json").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.xfail(strict=True, reason="srvp/cli/train.py does not add "
+                   "srvp.cli.data.mnist_hint(err) to its error line yet")
+def test_train_without_mnist_names_the_option(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(MNIST_ENV, raising=False)
+    assert cli.main(["train", "--preset", "smoke", "--out", str(tmp_path / "x")]) == 2
+    line = one_line_error(capsys, "--data-dir", MNIST_ENV)
+    assert "download=True" not in line
+
+
+def test_video_datasets_need_data_dir(tmp_path, capsys):
+    folder = tmp_path / "kth"
+    save_experiment(SRVP(preset("smoke").replace(dataset="kth")), folder)
+    assert evaluate(folder, "--no-lpips") == 2
+    one_line_error(capsys, "'kth' needs --data-dir")
+
+
+def test_mmnist_testset_data_dir_and_its_old_name(tiny_mnist_dir, tmp_path,
+                                                  monkeypatch, capsys):
+    monkeypatch.delenv(MNIST_ENV, raising=False)
+    base = ["data", "mmnist-testset", "--num-videos", "3", "--seq-len", "4",
+            "--no-progress"]
+    assert cli.main([*base, "--data-dir", str(tiny_mnist_dir), "--out",
+                     str(tmp_path / "a")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert cli.main([*base, "--mnist-dir", str(tiny_mnist_dir), "--out",
+                     str(tmp_path / "b")]) == 0
+    assert "--mnist-dir is deprecated; use --data-dir" in capsys.readouterr().err
+    name = "smmnist_test_2digits_64.npz"
+    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert cli.main([*base, "--data-dir", str(tiny_mnist_dir), "--mnist-dir",
+                     str(tmp_path), "--out", str(tmp_path / "c")]) == 1
+    one_line_error(capsys, "different folders")
+
+
+#: id -> (options, text the error names); {tmp} is the test's temporary folder.
+BAD_VALUES = {
+    "n-samples 0": (["--n-samples", "0"], "--n-samples 0"),
+    "n-samples -1": (["--n-samples", "-1"], "--n-samples -1"),
+    "n-videos 0": (["--n-videos", "0"], "--n-videos 0"),
+    "n-videos -1": (["--n-videos", "-1"], "--n-videos -1"),
+    "n-videos > test set": (["--n-videos", "1000"], "--n-videos 1000: the test"),
+    "nt-cond = nt-gen": (["--nt-cond", "6"], "--nt-cond 6"),
+    "nt-cond > nt-gen": (["--nt-cond", "4", "--nt-gen", "3"], "--nt-gen (3)"),
+    "batch-size 0": (["--batch-size", "0"], "--batch-size 0"),
+    "n-euler-steps 0": (["--n-euler-steps", "0"], "--n-euler-steps 0"),
+    "out in a file": (["--out", "{tmp}/file/r.json"], "cannot write {tmp}/file/r"),
+    "out a folder": (["--out", "{tmp}"], "--out {tmp} is a folder"),
+    "lpips missing": (["--lpips-weights", "{tmp}/no.pth"],
+                      "--lpips-weights {tmp}/no.pth: no such file"),
+    "lpips garbage": (["--lpips-weights", "{tmp}/alexnet.pth"],
+                      "--lpips-weights {tmp}/alexnet.pth: not torchvision's"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_VALUES))
+def test_evaluate_refuses_bad_values(case, run, tiny_mnist_dir, tmp_path, capsys):
+    (tmp_path / "alexnet.pth").write_bytes(b"not a checkpoint")
+    (tmp_path / "file").write_text("")
+    options, expected = BAD_VALUES[case]
+    options = [o.format(tmp=tmp_path) for o in options]
+    before = sorted(p.name for p in run.iterdir())
+    lpips = [] if case.startswith("lpips") else ["--no-lpips"]
+    status = evaluate(run, "--data-dir", str(tiny_mnist_dir), *lpips, *options)
+    assert status == 2
+    one_line_error(capsys, expected.format(tmp=tmp_path))
+    assert sorted(p.name for p in run.iterdir()) == before  # nothing written
+    assert not list(tmp_path.rglob("r.json"))
+
+
+def test_offline_lpips_says_how_to_go_on(run, tiny_mnist_dir, tmp_path,
+                                         monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached AlexNet
+    assert evaluate(run, "--data-dir", str(tiny_mnist_dir)) == 2
+    one_line_error(capsys, "alexnet-owt-7be5be79.pth", "--lpips-weights PATH",
+                   "--no-lpips")
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError(OSError("Name or service not known"))
+
+    monkeypatch.setattr("srvp.metrics.lpips.load_lpips", offline)
+    assert evaluate(run, "--data-dir", str(tiny_mnist_dir), "--lpips-download") == 2
+    one_line_error(capsys, "could not download", "--lpips-weights PATH",
+                   "--no-lpips")
+    assert not (run / "results.json").exists()
