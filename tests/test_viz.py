@@ -28,6 +28,12 @@ def test_animation_html_and_gif(tmp_path):
     html = viz.animate(videos).data
     assert "<script" in html and "anim" in html
     viz.save_gif(videos, tmp_path / "a.gif")
+    from PIL import Image
+
+    with Image.open(tmp_path / "a.gif") as gif:  # 1.6 x 1.9 inches per video
+        dpi = viz.ANIMATION_DPI
+        assert gif.size == (round(3.2 * dpi), round(1.9 * dpi))
+    assert viz.ANIMATION_DPI >= 100
     assert (tmp_path / "a.gif").read_bytes()[:6] in (b"GIF89a", b"GIF87a")
 
 
