@@ -6,18 +6,26 @@ An official experiment folder holds ``config.json`` (the training flags) and
 package uses the same layout, so :func:`load_official` reads both, and adds
 
 - ``checkpoint.pt``: everything needed to resume (weights, optimiser, RNG states),
+  as tensors, numbers, strings, lists and dicts only (:func:`write_checkpoint`),
 - ``model_best.pt``: the weights of the best validation PSNR,
 - ``log.jsonl``: one JSON object per logged training step and per validation,
-- ``run.json``: how the run was launched (command, options),
+- ``run.json``: how the run was launched (command, options) and the changes
+  allowed on resume (``history``),
+- ``run.lock``: present while a trainer writes the folder (its pid),
 - ``results.json`` + ``results_samples.npz``: an evaluation (:func:`save_results`).
 
 Every file is written atomically: a kill leaves the previous version intact.
+Every file is read as data (``weights_only=True``): reading one never runs code.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pickle
 import shutil
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Tuple, Union
 
@@ -25,7 +33,7 @@ import numpy as np
 import torch
 
 from .config import Config
-from .fileio import atomic_file, atomic_write_text
+from .fileio import append_text, atomic_file, atomic_write_text
 from .model_registry import build_model
 
 PathLike = Union[str, os.PathLike]
@@ -36,16 +44,58 @@ BEST_WEIGHTS = "model_best.pt"
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
 RUN_INFO = "run.json"
+LOCK = "run.lock"
 RESULTS = "results.json"
 
 
 def atomic_torch_save(obj: Any, path: PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename.
 
-    A crash or a kill during the write leaves any previous file intact.
+    A crash or a kill during the write leaves any previous file intact; a full
+    disk raises :class:`srvp.fileio.DiskFullError` naming ``path``.
     """
-    with atomic_file(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)  # through a Python file: a full disk is an OSError
+
+
+class UnsafeFileError(ValueError):
+    """A file that would run code if loaded (it pickles more than data)."""
+
+
+def _load_data(path: Path, map_location: Any, what: str, allow=()) -> Any:
+    """``torch.load`` as data only (``weights_only=True``, plus the ``allow``
+    globals); a file that needs other objects is refused without running them."""
+    try:
+        with (torch.serialization.safe_globals(list(allow)) if allow
+              else contextlib.nullcontext()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no {what} at {path}") from None
+    except Exception as err:  # unpickling errors have several types
+        unsafe = _unsafe_globals(path, err)
+        if unsafe:
+            names = "" if unsafe == ["?"] else f" ({', '.join(unsafe)})"
+            raise UnsafeFileError(
+                f"{path} is not a readable {what}: refused, it holds objects{names} "
+                f"that could run code when loaded (a {what} holds only tensors, "
+                "numbers and strings); do not load it unless you trust its "
+                "source") from None
+        raise ValueError(f"{path} is not a readable {what}: truncated or damaged "
+                         f"({type(err).__name__}: {str(err)[:200]})") from None
+
+
+def _unsafe_globals(path: Path, err: Exception) -> List[str]:
+    """The globals, beyond data, that loading ``path`` failed on (none for a
+    file that is not a PyTorch zip archive: damaged, or not PyTorch's)."""
+    if not zipfile.is_zipfile(path):
+        return []
+    find = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    if find is None:  # an older PyTorch: its message names the global
+        return ["?"] if isinstance(err, pickle.UnpicklingError) else []
+    try:
+        return sorted(find(path))
+    except Exception:  # damaged beyond reading its pickle
+        return []
 
 
 def read_state_dict(path: PathLike,
@@ -53,15 +103,10 @@ def read_state_dict(path: PathLike,
     """Load a state dict as data only (``weights_only=True``: never runs code).
 
     Wrappers are unwrapped: a ``{"model": ...}`` or ``{"state_dict": ...}``
-    checkpoint and the ``module.`` prefix of DistributedDataParallel.
+    checkpoint and the ``module.`` prefix of DistributedDataParallel. A file
+    that would run code raises :class:`UnsafeFileError` (a ``ValueError``).
     """
-    try:
-        sd = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no checkpoint at {path}") from None
-    except Exception as err:  # unpickling errors have several types
-        raise ValueError(f"{path} is not a readable PyTorch state dict "
-                         f"({type(err).__name__}: {err})") from err
+    sd = _load_data(Path(path), map_location, "PyTorch state dict")
     for key in ("model", "state_dict"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
@@ -70,6 +115,82 @@ def read_state_dict(path: PathLike,
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
     return sd
+
+
+# --------------------------------------------------------------- checkpoints
+def write_checkpoint(folder: PathLike, state: Dict[str, Any]) -> None:
+    """Write ``checkpoint.pt``, atomically: the trainer's ``state``, its RNG
+    states (``state["rng"]``: ``random.getstate()``, ``np.random.get_state()``,
+    the torch and CUDA byte tensors) stored as tensors and numbers, so that
+    :func:`read_checkpoint` loads it as data."""
+    py_version, py_key, py_gauss = state["rng"]["python"]
+    kind, key, pos, has_gauss, gauss = state["rng"]["numpy"]
+    rng = {"python": {"version": py_version, "gauss_next": py_gauss,
+                      "state": torch.tensor(py_key, dtype=torch.int64)},
+           "numpy": {"kind": kind, "pos": int(pos), "has_gauss": int(has_gauss),
+                     "cached_gaussian": float(gauss),
+                     "key": torch.from_numpy(np.asarray(key, dtype=np.int64))},
+           "torch": state["rng"]["torch"], "cuda": list(state["rng"]["cuda"])}
+    atomic_torch_save({**state, "rng": rng}, Path(folder) / CHECKPOINT)
+
+
+def write_weights(folder: PathLike, state_dict: Dict[str, torch.Tensor],
+                  name: str = WEIGHTS) -> None:
+    """Write weights (``model.pt`` or ``model_best.pt``), atomically."""
+    atomic_torch_save(state_dict, Path(folder) / name)
+
+
+def read_checkpoint(folder: PathLike, map_location: Any = "cpu") -> Dict[str, Any]:
+    """Read ``checkpoint.pt`` as data (reading it never runs code), its RNG
+    states back in the form ``random.setstate`` and ``np.random.set_state`` take.
+
+    A checkpoint of an older version (NumPy's RNG state pickled as an array) is
+    read too, allowing the NumPy array types and nothing else. A damaged file
+    raises ``ValueError``; one that would run code :class:`UnsafeFileError`.
+    """
+    path = Path(folder) / CHECKPOINT
+    try:
+        ckpt = _load_data(path, map_location, "checkpoint")
+    except UnsafeFileError as err:
+        if not set(_unsafe_globals(path, err)) <= _OLD_FORMAT:
+            raise
+        old = _old_format_globals()
+        if not old:
+            raise ValueError(
+                f"{path} was written by an older version of srvp (NumPy's RNG "
+                "state as an array) or holds objects that would run code, and "
+                "this PyTorch cannot tell: resume it with the version that wrote "
+                "it, or start a new run") from None
+        ckpt = _load_data(path, map_location, "checkpoint", old)
+    if not isinstance(ckpt, dict) or not {"model", "step", "rng"} <= set(ckpt):
+        raise ValueError(f"{path} is not a checkpoint of this package (it lacks "
+                         "model, step or rng)")
+    rng = ckpt["rng"]
+    if isinstance(rng["python"], dict):  # the current format; else an older one
+        py, npy = rng["python"], rng["numpy"]
+        rng = {**rng,
+               "python": (py["version"], tuple(py["state"].tolist()),
+                          py["gauss_next"]),
+               "numpy": (npy["kind"], npy["key"].numpy().astype(np.uint32),
+                         npy["pos"], npy["has_gauss"], npy["cached_gaussian"])}
+    return {**ckpt, "rng": rng}
+
+
+# The globals of an older checkpoint: NumPy's RNG state as an array ("?": an
+# older PyTorch, which cannot list them).
+_OLD_FORMAT = {"numpy.dtype", "numpy.ndarray", "numpy.core.multiarray._reconstruct",
+               "numpy._core.multiarray._reconstruct", "?"}
+
+
+def _old_format_globals() -> list:
+    """The NumPy types an older checkpoint needs, allowed for one load (none
+    where this PyTorch cannot list a file's globals or allow them for one load)."""
+    if not (hasattr(torch.serialization, "safe_globals")
+            and hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint")):
+        return []
+    core = getattr(np, "_core", None) or np.core
+    return [np.dtype, np.ndarray, core.multiarray._reconstruct,
+            type(np.dtype(np.uint32))]
 
 
 def load_official(xp_dir: PathLike, checkpoint: str = WEIGHTS,
@@ -120,8 +241,7 @@ def save_experiment(model: torch.nn.Module, xp_dir: PathLike,
 # ------------------------------------------------------------------ the log
 def append_log(folder: PathLike, record: Dict[str, Any]) -> None:
     """Append one record to the run's ``log.jsonl``."""
-    with open(Path(folder) / LOG, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_text(Path(folder) / LOG, json.dumps(record) + "\n")
 
 
 def read_log(path: PathLike) -> Dict[str, List[dict]]:
@@ -139,19 +259,44 @@ def read_log(path: PathLike) -> Dict[str, List[dict]]:
 
 
 def drop_log_after(folder: PathLike, step: int) -> None:
-    """Forget log records past ``step``: a resumed run writes them again."""
+    """Forget log records past ``step``: a resumed run writes them again.
+
+    A truncated last line (a kill or a full disk during its write) is dropped
+    with a warning naming the file; a damaged line before it raises.
+    """
     path = Path(folder) / LOG
     if not path.exists():
         return
-    lines = [ln for ln in path.read_text().splitlines()
-             if ln.strip() and json.loads(ln).get("step", 0) <= step]
-    atomic_write_text(path, "".join(ln + "\n" for ln in lines))
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    kept = []
+    for i, line in enumerate(lines):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            if i < len(lines) - 1:
+                raise ValueError(f"{path}, line {i + 1}, is not a JSON record: "
+                                 "repair or delete that line, then resume") from None
+            warnings.warn(f"{path}: dropped its truncated last line (the run "
+                          "stopped while writing it)", stacklevel=2)
+            continue
+        if rec.get("step", 0) <= step:
+            kept.append(line)
+    atomic_write_text(path, "".join(ln + "\n" for ln in kept))
 
 
 def write_run_info(folder: PathLike, info: Dict[str, Any]) -> None:
     """Record how a run was launched (``run.json``)."""
     Path(folder).mkdir(parents=True, exist_ok=True)
     atomic_write_text(Path(folder) / RUN_INFO, json.dumps(info, indent=2) + "\n")
+
+
+def read_run_info(folder: PathLike) -> Dict[str, Any]:
+    """The run's ``run.json`` (empty when absent or unreadable)."""
+    try:
+        info = json.loads((Path(folder) / RUN_INFO).read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 # -------------------------------------------------------------- evaluations

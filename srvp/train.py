@@ -1,6 +1,9 @@
 """Training: the official loop, resumable, on CPU, one GPU or many (book ch. 4).
 
 The trainer writes a run folder (:mod:`srvp.run_folder` describes its files).
+It checks its options before any work or write, holds the folder's lock while
+it writes, never saves a non-finite weight, and leaves, however it stops (a
+signal, kill -9, a full disk), a folder that ``resume=True`` continues.
 """
 from __future__ import annotations
 
@@ -9,11 +12,12 @@ import math
 import os
 import random
 import signal
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import numpy as np
 import torch
@@ -23,16 +27,23 @@ from . import run_folder as rf
 from .config import Config
 from .data.batches import StepBatches
 from .data.registry import training_sources, validation_batches
+from .fileio import FolderLock, FolderLockedError, remove_partials
 from .metrics.pixel import psnr
 from .model_registry import build_model, compute_loss
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss or the weights became NaN or infinite; the last good files are
+    kept (nothing non-finite is ever saved)."""
 
 
 class RunFolderError(ValueError):
-    """The output folder holds another run, or nothing to resume."""
+    """The output folder cannot take this run: it holds another run, nothing to
+    resume, a run with other settings, or another trainer."""
+
+
+#: What ``allow_changes`` (``--allow-change``) may let a resumed run change.
+CHANGEABLE = ("lr", "amp")
 
 
 @dataclass
@@ -83,10 +94,63 @@ def step_seed(seed: int, rank: int, step: int) -> int:
     return (seed * 1_000_003 + rank * 10_007 + step) % (2**63 - 1)
 
 
+def check_options(cfg: Config, opts: Options, world: int = 1) -> torch.device:
+    """Refuse what cannot work, before any work or write: a ``ValueError`` names
+    the value and the fix. Returns the device."""
+    for name, flag, value, what in (
+            ("log_interval", "--log-interval", opts.log_interval,
+             "steps between log records"),
+            ("ckpt_interval", "--ckpt-interval", opts.ckpt_interval,
+             "steps between checkpoints"),
+            ("max_steps", "--max-steps", opts.max_steps, "the step to stop after")):
+        if value is not None and value < 1:
+            raise ValueError(f"{name}={value} ({flag}): must be at least 1, {what}")
+    if opts.workers < 0:
+        raise ValueError(f"workers={opts.workers} (--workers): must be 0 (batches "
+                         "made in the training process) or more")
+    if opts.seed < 0:
+        raise ValueError(f"seed={opts.seed} (--seed): must be 0 or more")
+    if opts.time_limit is not None and not opts.time_limit > 0:
+        raise ValueError(f"time_limit={opts.time_limit} (--time-limit): must be a "
+                         "positive number of seconds")
+    for name in ("val_interval", "val_batches", "val_batch_size", "val_samples"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name}={getattr(cfg, name)}: must be at least 1 "
+                             f"(--set {name}=N)")
+    if cfg.nt_cond >= cfg.val_seq_len:
+        raise ValueError(f"nt_cond={cfg.nt_cond} leaves no frame to predict in the "
+                         f"validation clips of val_seq_len={cfg.val_seq_len} frames: "
+                         f"--set val_seq_len=N with N > {cfg.nt_cond}, or a smaller "
+                         "nt_cond")
+    if world > 1 and cfg.batch_size % world:
+        raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the "
+                         f"{world} processes")
+    device = _device(opts.device)
+    _check_amp(opts.amp, device)
+    return device
+
+
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={name!r} (--device): expected auto, cpu, cuda or "
+                         "cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this PyTorch is built without CUDA" if torch.version.cuda is None
+                   else "no CUDA device is visible")
+            raise ValueError(f"device={name!r} (--device): CUDA is not available "
+                             f"({why}): use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device={name!r} (--device): there are only "
+                             f"{torch.cuda.device_count()} CUDA devices (cuda:0 "
+                             f"to cuda:{torch.cuda.device_count() - 1})")
+    return device
 
 
 def _dist_info():
@@ -104,50 +168,142 @@ class Trainer:
     out : run folder.
     data_dir : dataset folder (MNIST IDX files for Moving MNIST).
     opts : :class:`Options`.
-    resume : continue the run in ``out``; without it ``out`` must hold no run.
+    resume : continue the run in ``out`` (from step 0 if it stopped before its
+        first checkpoint); without it ``out`` must hold no checkpoint or weights.
+    allow_changes : names of :data:`CHANGEABLE` (``lr``, ``amp``) that a
+        resumed run may change; each change goes into ``run.json``'s history.
+    run_info : how the run was launched (command line), for ``run.json``.
+
+    The constructor reads and checks (options, folder, data) but writes
+    nothing; :meth:`fit` takes the folder's lock, then writes.
     """
 
     def __init__(self, cfg: Config, out, data_dir=None,
-                 opts: Optional[Options] = None, resume: bool = False):
+                 opts: Optional[Options] = None, resume: bool = False,
+                 allow_changes: Iterable[str] = (), run_info: Optional[dict] = None):
         opts = Options() if opts is None else opts
         self.cfg, self.opts, self.out = cfg, opts, Path(out)
+        self.resume, self.run_info, self.changes = resume, run_info, []
         self.world, self.rank, local = _dist_info()
-        if self.world > 1 and cfg.batch_size % self.world:
-            raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the "
-                             f"{self.world} processes")
-        self.device = _device(opts.device)
+        self.device = check_options(cfg, opts, self.world)
         if self.world > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", local)
-        _check_amp(opts.amp, self.device)
-        self._check_folder(resume)
+        unknown = sorted(set(allow_changes) - set(CHANGEABLE))
+        if unknown:
+            raise ValueError(f"allow_changes {unknown} (--allow-change): only "
+                             f"{', '.join(CHANGEABLE)} may change on resume")
+        self._lock = FolderLock(self.out / rf.LOCK)
+        ckpt = self._check_folder(resume, set(allow_changes))
+        self._seen = self._checkpoint_id()  # fit() checks nobody wrote meanwhile
         self.train_source, self.val_source = training_sources(cfg, data_dir)
         self._setup_distributed()
         torch.manual_seed(opts.seed)  # the same initial weights on every rank
+        random.seed(opts.seed)  # the global generators too: a run is reproducible
+        np.random.seed(opts.seed % 2**32)
         self.model = build_model(cfg).to(self.device)
         self.net = self._wrap(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=opts.amp == "fp16")
         self.step, self.best_psnr, self.elapsed = 0, -math.inf, 0.0
-        if resume:
-            self._load_checkpoint()
+        self._saved_step = None  # the step of the last checkpoint written or read
+        if ckpt is not None:
+            self._restore(ckpt)
         self._stop_signal = None
 
     # ------------------------------------------------------------- setup
-    def _check_folder(self, resume: bool) -> None:
-        cfg_path = self.out / rf.CONFIG
-        if resume:
-            if not (self.out / rf.CHECKPOINT).exists():
-                raise RunFolderError(f"--resume: {self.out} holds no checkpoint.pt; "
-                                     "start a new run without --resume")
-            saved = Config.load(cfg_path)
-            if saved != self.cfg:
-                diff = {k: (v, getattr(self.cfg, k)) for k, v in saved.to_dict().items()
-                        if getattr(self.cfg, k) != v}
-                raise RunFolderError(f"--resume: {self.out} holds a run with another "
-                                     f"config (saved, given): {diff}")
-        elif cfg_path.exists():
-            raise RunFolderError(f"{self.out} already holds a run: pass --resume to "
-                                 "continue it, or choose a new --out folder")
+    def _check_folder(self, resume: bool, allow: set) -> Optional[dict]:
+        """Check ``out`` can take this run, reading only; return the checkpoint
+        to resume from (None: start from step 0)."""
+        out = self.out
+        for existing in (out, *out.parents):
+            if existing.exists():
+                break
+        if not existing.is_dir():
+            where = "" if existing == out else f": {existing}"
+            raise RunFolderError(f"--out {out}{where} is a file, not a folder: "
+                                 "choose a folder path")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise RunFolderError(f"--out {out}: cannot write in {existing} "
+                                 "(permission denied): choose another --out")
+        holder = self._lock.holder()
+        if holder is not None:
+            raise RunFolderError(f"{out} is in use by another trainer (pid "
+                                 f"{holder or 'unknown'}): wait for it to end or "
+                                 "stop it, or choose another --out")
+        trained = [n for n in (rf.CHECKPOINT, rf.WEIGHTS, rf.BEST_WEIGHTS)
+                   if (out / n).exists()]
+        if not resume:
+            if trained:
+                raise RunFolderError(f"{out} already holds a run ({', '.join(trained)})"
+                                     ": pass --resume to continue it, or choose a new "
+                                     "--out folder")
+            if (out / rf.CONFIG).exists() or (out / rf.RUN_INFO).exists():
+                self._note(f"{out} holds a run that stopped before its first "
+                           "checkpoint (nothing trained): a new run replaces it")
+            return None
+        if not out.is_dir():
+            raise RunFolderError(f"--resume: {out} does not exist, so holds no "
+                                 "checkpoint to resume: start the run without --resume")
+        if not trained:
+            self._check_config(allow)
+            self._note(f"--resume: {out} holds no checkpoint.pt (the run stopped "
+                       "before its first one): starting it from step 0")
+            return None
+        if rf.CHECKPOINT not in trained:
+            raise RunFolderError(f"--resume: {out} holds {', '.join(trained)} but no "
+                                 "checkpoint.pt (an exported or official run): it "
+                                 "cannot be resumed; train into a new --out")
+        ckpt = rf.read_checkpoint(out, "cpu")
+        self._check_config(allow, ckpt.get("config"))
+        recorded = ckpt.get("options", {})
+        seed = recorded.get("seed", self.opts.seed)
+        if seed != self.opts.seed:
+            raise RunFolderError(f"--resume: {out} was trained with --seed {seed}, "
+                                 f"not --seed {self.opts.seed}: resume with --seed "
+                                 f"{seed} (it fixes every step's batch and noise)")
+        amp = recorded.get("amp", self.opts.amp)
+        if amp != self.opts.amp:
+            if "amp" not in allow:
+                raise RunFolderError(
+                    f"--resume: {out} was trained with --amp {amp}, not --amp "
+                    f"{self.opts.amp}: resume with --amp {amp}, or add --allow-change "
+                    "amp to switch (recorded in run.json)")
+            self.changes.append({"field": "amp", "old": amp, "new": self.opts.amp})
+        return ckpt
+
+    def _check_config(self, allow: set, fallback: Optional[dict] = None) -> None:
+        """Compare the given config with the run's (``config.json``, else the
+        checkpoint's): only fields in ``allow`` may differ."""
+        path = self.out / rf.CONFIG
+        try:
+            saved = (Config.load(path) if path.exists() else
+                     Config.from_dict(fallback) if fallback else None)
+        except ValueError as err:
+            raise RunFolderError(f"--resume: {path} is not a readable config "
+                                 f"({err})") from None
+        if saved is None:
+            return
+        given = self.cfg.to_dict()
+        diff = {k: (v, given[k]) for k, v in saved.to_dict().items() if given[k] != v}
+        bad = {k: v for k, v in diff.items() if k not in allow}
+        if bad:
+            hint = ("; to resume with another learning rate add --allow-change lr"
+                    if "lr" in bad else "")
+            raise RunFolderError(f"--resume: {self.out} holds a run with another "
+                                 f"config (saved, given): {bad}{hint}")
+        self.changes += [{"field": k, "old": old, "new": new}
+                         for k, (old, new) in diff.items()]
+
+    def _checkpoint_id(self):
+        try:
+            st = os.stat(self.out / rf.CHECKPOINT)
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
+    def _note(self, message: str) -> None:
+        if self.rank == 0:
+            print(f"note: {message}", file=sys.stderr)
 
     def _setup_distributed(self) -> None:
         if self.world > 1 and not torch.distributed.is_initialized():
@@ -182,27 +338,59 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> None:
-        """Write the resumable state and the latest weights, atomically."""
+        """Write the resumable state and the latest weights, atomically, after
+        checking they are finite (else :class:`TrainingDiverged`)."""
+        self._check_finite()
         if self.rank != 0:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         self.cfg.save(self.out / rf.CONFIG)
-        rf.atomic_torch_save(self.state(), self.out / rf.CHECKPOINT)
-        rf.atomic_torch_save(self.model.state_dict(), self.out / rf.WEIGHTS)
+        rf.write_checkpoint(self.out, self.state())
+        rf.write_weights(self.out, self.model.state_dict())
+        self._saved_step, self._seen = self.step, self._checkpoint_id()
 
-    def _load_checkpoint(self) -> None:
-        ckpt = torch.load(self.out / rf.CHECKPOINT, map_location=self.device,
-                          weights_only=False)  # our own file: holds RNG states
+    def _restore(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt["scaler"]:  # empty when saved without fp16 (--allow-change amp)
+            self.scaler.load_state_dict(ckpt["scaler"])
         self.step, self.best_psnr = ckpt["step"], ckpt["best_psnr"]
-        self.elapsed = ckpt.get("elapsed", 0.0)
-        random.setstate(ckpt["rng"]["python"])
-        np.random.set_state(ckpt["rng"]["numpy"])
-        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
-        if self.rank == 0:
-            rf.drop_log_after(self.out, self.step)
+        self.elapsed, self._saved_step = ckpt.get("elapsed", 0.0), ckpt["step"]
+        rng = ckpt["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"].cpu())
+        if rng["cuda"] and len(rng["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([t.cpu() for t in rng["cuda"]])
+
+    def _check_finite(self) -> None:
+        """Raise :class:`TrainingDiverged` unless every weight, buffer and
+        optimiser state is finite (one device synchronisation)."""
+        named = [(k, v) for k, v in self.model.state_dict().items()]
+        named += [(f"optimizer {k} of parameter {i}", v)
+                  for i, st in enumerate(self.optimizer.state.values())
+                  for k, v in st.items() if torch.is_tensor(v)]
+        named = [(k, v) for k, v in named if v.is_floating_point()]
+        finite = torch.stack([torch.isfinite(v).all().to(self.device)  # Adam's
+                              for _, v in named])  # step counts stay on the CPU
+        if bool(finite.all()):
+            return
+        bad = [named[i][0] for i in (~finite).nonzero().flatten().tolist()]
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise TrainingDiverged(f"non-finite values at step {self.step} in "
+                               f"{', '.join(bad[:3])}{more}; nothing was saved. "
+                               + self._advice())
+
+    def _advice(self) -> str:
+        kept = (f"The last good checkpoint ({self.out / rf.CHECKPOINT}, step "
+                f"{self._saved_step}) is kept" if self._saved_step is not None
+                else "No checkpoint was written")
+        lr = self.cfg.lr / 10 if math.isfinite(self.cfg.lr) else 1e-4
+        amp = (", or without mixed precision: --amp off --allow-change amp"
+               if self.opts.amp != "off" else "")
+        return (f"{kept}. Resume with a lower learning rate: "
+                f"--resume --set lr={lr:.2g} --allow-change lr (in Python: "
+                f"cfg.replace(lr={lr:.2g}), resume=True, allow_changes=['lr']){amp}")
 
     # ----------------------------------------------------------- logging
     def log(self, record: dict) -> None:
@@ -220,10 +408,8 @@ class Trainer:
         with self._autocast():
             terms = compute_loss(self.net(x), x, loss_config(self.cfg, self.step + 1))
         if not torch.isfinite(terms.loss):
-            raise TrainingDiverged(
-                f"loss is {terms.loss.item()} at step {self.step + 1}; the last "
-                f"good checkpoint ({self.out / rf.CHECKPOINT}) is kept. Lower the "
-                "learning rate or disable AMP, then --resume")
+            raise TrainingDiverged(f"loss is {terms.loss.item()} at step "
+                                   f"{self.step + 1}. " + self._advice())
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(terms.loss).backward()
         self.scaler.step(self.optimizer)
@@ -255,8 +441,11 @@ class Trainer:
         steps = StepBatches(self.train_source, batch, self.opts.seed, self.rank,
                             self.cfg.n_iter + 1)
         order = range(self.step + 1, self.cfg.n_iter + 1)
+        # its own generator: drawing its base seed leaves the global one, which
+        # the checkpoint saves, as the last step left it
         return torch.utils.data.DataLoader(
             steps, batch_size=None, sampler=order, num_workers=self.opts.workers,
+            generator=torch.Generator().manual_seed(self.opts.seed),
             pin_memory=self.device.type == "cuda",
             persistent_workers=False, prefetch_factor=4 if self.opts.workers else None)
 
@@ -265,13 +454,17 @@ class Trainer:
 
         Returns 0 when the schedule is complete, 1 when stopped early (resumable).
         """
+        with _catch_signals(self), self._holding_folder():
+            return self._fit()
+
+    def _fit(self) -> int:
         if self.step == 0:
             self.save_checkpoint()  # the run folder exists from the first step on
         val = validation_batches(self.val_source, self.cfg, self.opts.seed)
         bar = tqdm(total=self.cfg.n_iter, initial=self.step, disable=not (
             self.opts.progress and self.rank == 0), dynamic_ncols=True)
         start, t_log, n_log = time.time() - self.elapsed, time.time(), 0
-        with _catch_signals(self):
+        if self._stop_signal is None:
             for x in self._loader():
                 terms = self.train_step(x)
                 self.elapsed, n_log = time.time() - start, n_log + 1
@@ -298,12 +491,51 @@ class Trainer:
         self.save_checkpoint()
         return 0 if self.step >= self.cfg.n_iter else 1
 
+    @contextlib.contextmanager
+    def _holding_folder(self):
+        """Hold the run folder's lock (rank 0), and prepare the folder: remove a
+        killed writer's temporaries, repair the log, record the launch."""
+        if self.rank != 0:
+            yield
+            return
+        try:
+            self._lock.acquire()
+        except FolderLockedError as err:
+            raise RunFolderError(str(err)) from None
+        try:
+            if self._checkpoint_id() != self._seen:
+                raise RunFolderError(f"{self.out / rf.CHECKPOINT} changed while this "
+                                     "trainer was starting (another trainer?): start "
+                                     "it again")
+            removed = remove_partials(self.out)
+            if removed:
+                self._note(f"removed {len(removed)} temporary file(s) of a stopped "
+                           f"run from {self.out}: {', '.join(removed)}")
+            rf.drop_log_after(self.out, self.step)
+            self.cfg.save(self.out / rf.CONFIG)
+            self._write_run_info()
+            yield
+        finally:
+            self._lock.release()
+
+    def _write_run_info(self) -> None:
+        """``run.json``: the launch (``run_info``), the options, and the history
+        of changes allowed on resume (step, field, old, new)."""
+        info = rf.read_run_info(self.out) if self.resume else {}
+        history = info.get("history", []) + [{"step": self.step, **c}
+                                             for c in self.changes]
+        if self.run_info is None and not info and not history:
+            return
+        rf.write_run_info(self.out, {**info, **(self.run_info or {}),
+                                     "options": asdict(self.opts), "history": history})
+
     def _validate_and_keep_best(self, val) -> None:
+        self._check_finite()
         score = self.validate(val)
         better = score > self.best_psnr
         if better:
             self.best_psnr = score
-            rf.atomic_torch_save(self.model.state_dict(), self.out / rf.BEST_WEIGHTS)
+            rf.write_weights(self.out, self.model.state_dict(), rf.BEST_WEIGHTS)
         self.log({"step": self.step, "val_psnr": round(score, 4),
                   "best_psnr": round(self.best_psnr, 4),
                   "time": round(self.elapsed, 1)})
@@ -334,11 +566,13 @@ def _check_amp(amp: str, device: torch.device) -> None:
     if amp == "fp16" and device.type == "cpu":
         warnings.warn("amp=fp16 on CPU runs (the gradient scaler included) but is "
                       "slower than float32 there; use it to test, and bf16 to train",
-                      stacklevel=3)
+                      stacklevel=4)  # the caller of Trainer()
 
 
-def train(cfg: Config, out, data_dir=None, resume: bool = False, **options) -> Trainer:
+def train(cfg: Config, out, data_dir=None, resume: bool = False,
+          allow_changes: Iterable[str] = (), **options) -> Trainer:
     """Train ``cfg`` into the run folder ``out`` and return the trainer."""
-    trainer = Trainer(cfg, out, data_dir, Options(**options), resume=resume)
+    trainer = Trainer(cfg, out, data_dir, Options(**options), resume=resume,
+                      allow_changes=allow_changes)
     trainer.fit()
     return trainer

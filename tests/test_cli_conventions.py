@@ -65,8 +65,6 @@ def test_missing_mnist_names_the_option(command, run, tmp_path, monkeypatch,
     assert not (run / "results.json").exists() and not (tmp_path / "out").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="srvp/cli/train.py does not add "
-                   "srvp.cli.data.mnist_hint(err) to its error line yet")
 def test_train_without_mnist_names_the_option(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv(MNIST_ENV, raising=False)
     assert cli.main(["train", "--preset", "smoke", "--out", str(tmp_path / "x")]) == 2

@@ -12,7 +12,7 @@ import torch
 from srvp import preset
 from srvp.cli.train import parse_overrides
 from srvp.fileio import atomic_file
-from srvp.run_folder import read_log
+from srvp.run_folder import read_checkpoint, read_log
 from srvp.train import (
     Options,
     Trainer,
@@ -139,7 +139,7 @@ def test_stop_by_signal_then_resume(tmp_path, tiny_mnist_dir, sig):
     proc.send_signal(sig)
     code = proc.wait(timeout=60)
     assert code == (1 if sig == signal.SIGTERM else -signal.SIGKILL)
-    saved = torch.load(out / "checkpoint.pt", weights_only=False)["step"]
+    saved = read_checkpoint(out)["step"]
     assert 1 <= saved < 30
     subprocess.run(_cli(out, tiny_mnist_dir, "--resume"), check=True,
                    capture_output=True)
@@ -177,7 +177,7 @@ def test_fp16_gradient_scaler_is_checkpointed_and_resumed(tmp_path, tiny_mnist_d
     with pytest.warns(UserWarning):
         stopped = train(_cfg(), part, tiny_mnist_dir, progress=False, max_steps=5,
                         amp="fp16")
-    saved = torch.load(part / "checkpoint.pt", weights_only=False)["scaler"]
+    saved = read_checkpoint(part)["scaler"]
     assert saved["scale"] == stopped.scaler.get_scale() < 2.0**16
     with pytest.warns(UserWarning):
         train(_cfg(), part, tiny_mnist_dir, resume=True, progress=False, amp="fp16")

@@ -15,9 +15,24 @@ _EPILOG = """examples:
   python -m srvp train --preset cpu --amp bf16 --data-dir MNIST_DIR --out runs/cpu \\
       --resume
 
-A run can be stopped at any time (Ctrl-C, SIGTERM, even kill -9): --resume
-continues it from its last checkpoint and ends with the same weights as an
-uninterrupted run (on CPU)."""
+A run can be stopped at any time (Ctrl-C, SIGTERM, even kill -9 or a full
+disk): --resume continues it from its last checkpoint and ends with the same
+weights as an uninterrupted run (on CPU). A run stopped before its first
+checkpoint has nothing to lose: --resume starts it from step 0, and a new run
+in its folder replaces it; a folder holding a checkpoint or weights is never
+overwritten. One trainer at a time writes a folder (run.lock holds its pid).
+
+--resume refuses another config, --seed or --amp than the run's, except what
+--allow-change names. After a divergence (exit code 3; nothing non-finite is
+ever saved), for instance:
+  python -m srvp train ... --resume --set lr=1e-4 --allow-change lr
+continues with a lower learning rate and records the change (step, old, new)
+in run.json's history.
+
+exit codes: 0 finished; 1 stopped early (--resume continues); 2 wrong option or
+run folder (nothing written); 3 diverged; 4 a write failed (full disk,
+permissions; the previous files are intact); 5 unexpected error, a bug
+(--debug shows its traceback)."""
 
 
 def parse_overrides(items: List[str]) -> Dict[str, object]:
@@ -51,28 +66,45 @@ def _cast(key: str, raw: str, kind: str):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..run_folder import write_run_info
-    from ..train import Options, Trainer, TrainingDiverged
+    from ..train import Options, RunFolderError, Trainer, TrainingDiverged
 
+    started = False
     try:
         cfg = preset(args.preset, **parse_overrides(args.set))
         opts = Options(device=args.device, amp=args.amp, compile=args.compile,
                        seed=args.seed, workers=args.workers,
                        log_interval=args.log_interval, ckpt_interval=args.ckpt_interval,
                        max_steps=args.max_steps, time_limit=args.time_limit)
-        trainer = Trainer(cfg, args.out, args.data_dir, opts, resume=args.resume)
-    except (ValueError, TypeError, FileNotFoundError, NotImplementedError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if trainer.rank == 0:
-        write_run_info(args.out, {"argv": sys.argv, "preset": args.preset,
-                                  "overrides": args.set,
-                                  "options": dataclasses.asdict(opts)})
-    try:
+        trainer = Trainer(cfg, args.out, args.data_dir, opts, resume=args.resume,
+                          allow_changes=args.allow_change,
+                          run_info={"argv": sys.argv, "preset": args.preset,
+                                    "overrides": args.set})
+        started = True
         code = trainer.fit()
-    except TrainingDiverged as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        if isinstance(err, TrainingDiverged):
+            status, message = 3, str(err)
+        elif isinstance(err, RunFolderError) or (not started and isinstance(
+                err, (ValueError, TypeError, NotImplementedError, FileNotFoundError))):
+            status, message = 2, str(err)
+        elif isinstance(err, OSError):
+            status, message = 4, str(err)
+        else:
+            status, message = 5, (f"unexpected {type(err).__name__}: {err} (a bug: "
+                                  "rerun with --debug for its traceback and report it)")
+        if status == 2:
+            from .data import mnist_hint
+
+            message += mnist_hint(err)  # names --data-dir where MNIST is missing
+        print(f"error: {message}", file=sys.stderr)
+        return status
     state = "finished" if code == 0 else "stopped (resume with --resume)"
     print(f"{state} at step {trainer.step:,}/{cfg.n_iter:,}; "
           f"best validation PSNR {trainer.best_psnr:.2f} dB; run folder {args.out}")
@@ -91,12 +123,17 @@ def register(subparsers) -> None:
                         "bair) or the small cpu / smoke models")
     p.add_argument("--data-dir", help="dataset folder (Moving MNIST: the MNIST IDX "
                                       "files; default: $SRVP_MNIST_DIR)")
-    p.add_argument("--out", required=True, help="run folder (created)")
+    p.add_argument("--out", required=True,
+                   help="run folder (created; see below for an existing one)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set batch_size=32 "
                         "(repeatable; see `python -m srvp presets NAME`)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint")
+    p.add_argument("--allow-change", action="append", default=[], metavar="FIELD",
+                   choices=["lr", "amp"],
+                   help="with --resume: let the run continue with another lr (--set "
+                        "lr=...) or --amp, recorded in run.json (repeatable)")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"],
@@ -114,4 +151,6 @@ def register(subparsers) -> None:
                    help="stop after this step (resumable), e.g. to train in slices")
     p.add_argument("--time-limit", type=float, metavar="SECONDS",
                    help="stop after this much training time (resumable)")
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback of any error (for bug reports)")
     p.set_defaults(func=_run)
