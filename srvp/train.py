@@ -549,8 +549,11 @@ class Trainer:
 
 @contextlib.contextmanager
 def _catch_signals(trainer: Trainer):
-    """SIGINT/SIGTERM finish the current step, then checkpoint and stop."""
+    """SIGINT/SIGTERM finish the current step (or validation), then checkpoint and
+    stop; a second one stops at once, keeping the last checkpoint written."""
     def handler(signum, frame):
+        if trainer._stop_signal is not None:
+            raise KeyboardInterrupt(f"second signal {signum}: stopped at once")
         trainer._stop_signal = signum
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -378,3 +378,31 @@ def test_kill_at_random_moments_then_resume(tmp_path, tiny_mnist_dir):
                 for r in logged["train"] + logged["val"]]
     assert records(ref) == records(run)
     assert not list(run.glob(".*.part")) and not (run / "run.lock").exists()
+
+
+def test_a_second_signal_during_validation_stops_at_once(tmp_path, monkeypatch,
+                                                         tiny_mnist_dir):
+    """The first Ctrl-C lets the step (and its validation) finish; a second one
+    stops at once, and the folder keeps the last checkpoint, which resumes."""
+    import signal
+
+    out = tmp_path / "run"
+    cfg = preset("smoke", val_interval=3)
+    trainer = Trainer(cfg, out, tiny_mnist_dir, Options(**QUIET))
+    calls = []
+
+    def interrupted_validation(batches):
+        calls.append(trainer.step)
+        os.kill(os.getpid(), signal.SIGINT)  # first: finish, then stop
+        os.kill(os.getpid(), signal.SIGINT)  # second: at once
+        raise AssertionError("the second signal did not stop the validation")
+
+    monkeypatch.setattr(trainer, "validate", interrupted_validation)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert calls == [3]
+    assert rf.read_checkpoint(out)["step"] == 0  # the last one written
+    assert signal.getsignal(signal.SIGINT) is before  # handler given back
+    train(cfg, out, tiny_mnist_dir, resume=True, **QUIET)  # lock free: it resumes
+    assert rf.read_checkpoint(out)["step"] == cfg.n_iter

@@ -84,7 +84,8 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print("error: interrupted", file=sys.stderr)
+        print("error: interrupted; the last checkpoint written is kept: continue "
+              "with --resume", file=sys.stderr)
         return 130
     except Exception as err:
         if args.debug:
