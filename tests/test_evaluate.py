@@ -176,6 +176,17 @@ def test_cli_on_a_run_folder(tmp_path, tiny_mnist_dir):
     assert json.loads((tmp_path / "one.json").read_text())["metrics"]["psnr"]["n"] == 4
     with np.load(tmp_path / "one_samples.npz") as z:
         assert len(z["psnr_best"]) == 1 and len(z["truth"]) == 1
+    # an evaluation already written is never replaced by accident
+    before = (tmp_path / "run" / "results.json").read_bytes()
+    res = subprocess.run(base + ["--no-lpips", "--n-videos", "2"], capture_output=True,
+                         text=True)
+    assert res.returncode == 2 and "--overwrite" in res.stderr
+    assert (tmp_path / "run" / "results.json").read_bytes() == before
+    res = subprocess.run(base + ["--no-lpips", "--n-videos", "2", "--overwrite"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "run" / "results.json").read_text())[
+        "metrics"]["psnr"]["n"] == 2
 
 
 def test_fvd_from_results_with_random_i3d():

@@ -68,6 +68,9 @@ def _run(args: argparse.Namespace) -> int:
     try:  # every check before the evaluation: a bad value writes nothing
         _check_args(args)
         _check_writable(out)
+        if out.exists() and not args.overwrite:
+            raise ValueError(f"{out} already holds an evaluation: pass --overwrite to "
+                             "replace it, or --out to write another file")
         model, cfg = load_official(args.run, checkpoint=args.checkpoint)
         nt_cond = cfg.nt_cond if args.nt_cond is None else args.nt_cond
         nt_gen = cfg.nt_gen if args.nt_gen is None else args.nt_gen
@@ -226,6 +229,8 @@ def register(subparsers) -> None:
     p.add_argument("--i3d-weights", help="i3d_pretrained_400.pt: also compute FVD "
                    "(conditioning + one random sample against conditioning + "
                    "ground truth)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing results file (and its samples)")
     p.add_argument("--out", metavar="FILE", help="results JSON (default: "
                    "RUN/results.json); its folder must be writable")
     p.add_argument("--keep-samples", type=int, default=256, metavar="N",
