@@ -213,3 +213,12 @@ def test_stored_outputs_name_the_shipped_weights(md):
         assert digest == weights_digest(ROOT / "book" / "runs" / run), (
             f"{md.stem}.ipynb shows outputs of other {run} weights than book/runs/"
             f"{run}/model.pt: re-execute it")
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=IDS)
+def test_header_states_the_running_time(md):
+    """Readers see how long a chapter takes before they run it (measured with
+    `make notebooks` and written under the Colab badge)."""
+    head = md.read_text(encoding="utf-8").split("## What you will learn")[0]
+    assert re.search(r"\*Running time: about \d+ (seconds|minutes) on two CPU cores",
+                     head), f"{md.name}: no measured running time under its title"
