@@ -81,7 +81,8 @@ class EvalResult:
 
     def report(self) -> Dict:
         """The JSON report: everything but the sample arrays, lists for arrays."""
-        out = {"protocol": asdict(self.protocol), "reference": self.reference,
+        protocol = {**asdict(self.protocol), "lpips": "lpips" in self.metrics}
+        out = {"protocol": protocol, "reference": self.reference,
                "metrics": {n: {k: (v.tolist() if isinstance(v, np.ndarray) else v)
                                for k, v in m.items()}
                            for n, m in self.metrics.items()}}
@@ -92,7 +93,7 @@ class EvalResult:
 
     def __getitem__(self, key: str):
         if key == "protocol":
-            return asdict(self.protocol)
+            return self.report()["protocol"]
         if key in ("metrics", "reference", "samples") or \
                 (key in ("fvd", "model") and getattr(self, key) is not None):
             return getattr(self, key)

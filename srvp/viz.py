@@ -189,5 +189,7 @@ def plot_log(path, terms=("nll", "kl_y", "kl_z", "l2_res")):
     ax.plot([r["step"] for r in log["val"]], [r["val_psnr"] for r in log["val"]], "o-")
     ax.set_title("validation PSNR (dB)")
     ax.set_xlabel("step")
+    for ax in axes:  # step counts in the thousands: few ticks, no overlap
+        ax.xaxis.set_major_locator(plt.MaxNLocator(3, integer=True))
     fig.tight_layout()
     return fig
