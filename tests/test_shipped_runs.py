@@ -90,6 +90,8 @@ def test_every_run_records_its_schedule_command_and_evaluation(run):
     assert "MNIST_DIR" in info["argv"], "the data folder must be a placeholder"
     assert not any(a.startswith("/") for a in info["argv"]), "a local path leaked"
     results = json.loads((run / "results.json").read_text())
+    assert not results.get("model", {}).get("folder", "").startswith("/"), \
+        "a local path leaked into results.json"
     assert results["protocol"]["n_samples"] == 100  # the paper's best of 100
     n = results["metrics"]["psnr"]["n"]
     for metric in results["metrics"].values():
