@@ -81,8 +81,7 @@ class EvalResult:
 
     def report(self) -> Dict:
         """The JSON report: everything but the sample arrays, lists for arrays."""
-        protocol = {**asdict(self.protocol), "lpips": "lpips" in self.metrics}
-        out = {"protocol": protocol, "reference": self.reference,
+        out = {"protocol": self._protocol(), "reference": self.reference,
                "metrics": {n: {k: (v.tolist() if isinstance(v, np.ndarray) else v)
                                for k, v in m.items()}
                            for n, m in self.metrics.items()}}
@@ -91,9 +90,12 @@ class EvalResult:
                 out[key] = getattr(self, key)
         return out
 
+    def _protocol(self) -> Dict:
+        return {**asdict(self.protocol), "lpips": "lpips" in self.metrics}
+
     def __getitem__(self, key: str):
         if key == "protocol":
-            return self.report()["protocol"]
+            return self._protocol()
         if key in ("metrics", "reference", "samples") or \
                 (key in ("fvd", "model") and getattr(self, key) is not None):
             return getattr(self, key)
