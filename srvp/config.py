@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import warnings
 from dataclasses import dataclass, fields
@@ -148,8 +149,15 @@ class Config:
         if self.kl_warmup < 0:
             raise ValueError(f"kl_warmup={self.kl_warmup}: must be 0 (off) or a "
                              "number of steps")
-        if self.obs_scale <= 0:
+        if not 0 < self.obs_scale < math.inf:
             raise ValueError(f"obs_scale={self.obs_scale}: must be positive")
+        for name in ("beta_y", "beta_z", "l2_res"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ValueError(f"{name}={getattr(self, name)}: a loss weight must "
+                                 "be 0 or more, and finite")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"lr={self.lr}: the learning rate must be positive and "
+                             "finite (the preset's is a good start)")
 
     # ------------------------------------------------------------- conversion
     @property

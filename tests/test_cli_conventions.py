@@ -147,3 +147,60 @@ def test_offline_lpips_says_how_to_go_on(run, tiny_mnist_dir, tmp_path,
     one_line_error(capsys, "could not download", "--lpips-weights PATH",
                    "--no-lpips")
     assert not (run / "results.json").exists()
+
+
+DATA_BAD = {  # case: (arguments, text of the one-line error, exit status)
+    "mmnist num-videos 0": (["mmnist-testset", "--data-dir", "{mnist}", "--num-videos",
+                             "0", "--out", "{tmp}/o"], "--num-videos 0", 2),
+    "mmnist seq-len -1": (["mmnist-testset", "--data-dir", "{mnist}", "--seq-len",
+                           "-1", "--out", "{tmp}/o"], "--seq-len -1", 2),
+    "mmnist out under a file": (["mmnist-testset", "--data-dir", "{mnist}", "--out",
+                                 "{tmp}/file/o"], "is a file, not a folder", 2),
+    "mmnist data-dir a file": (["mmnist-testset", "--data-dir", "{tmp}/file", "--out",
+                                "{tmp}/o"], "--data-dir {tmp}/file is a file", 2),
+    "mmnist data-dir missing": (["mmnist-testset", "--data-dir", "{tmp}/none",
+                                 "--out", "{tmp}/o"], "mnist-download", 1),
+    "mmnist no digits": (["mmnist-testset", "--data-dir", "{tmp}/empty", "--out",
+                          "{tmp}/o"], "not found in", 1),
+    "mnist-download out a file": (["mnist-download", "--out", "{tmp}/file"],
+                                  "--out {tmp}/file is a file", 2),
+    "weights out a file": (["official-weights", "--dataset", "kth", "--out",
+                            "{tmp}/file"], "--out {tmp}/file is a file", 2),
+    "kth-download out under a file": (["kth-download", "--out", "{tmp}/file/kth"],
+                                      "is a file, not a folder", 2),
+    "kth-convert no data": (["kth-convert", "--data-dir", "{tmp}/none"],
+                            "kth-download", 1),
+    "kth-convert image-size 0": (["kth-convert", "--data-dir", "{tmp}/empty",
+                                  "--image-size", "0"], "--image-size 0", 2),
+    "kth-convert no videos": (["kth-convert", "--data-dir", "{tmp}/empty"],
+                              "raw", 1),
+    "kth-testset size 0": (["kth-testset", "--data-dir", "{tmp}/empty", "--size",
+                            "0"], "--size 0", 2),
+    "kth-testset not converted": (["kth-testset", "--data-dir", "{tmp}/empty"],
+                                  "kth-convert", 1),
+    "human-testset no data": (["human-testset", "--data-dir", "{tmp}/none"],
+                              "{tmp}/none", 1),
+    "human-convert no data": (["human-convert", "--data-dir", "{tmp}/file"],
+                              "is a file", 2),
+    "bair-convert out a file": (["bair-convert", "--data-dir", "{tmp}/empty",
+                                 "--out", "{tmp}/file"], "is a file, not a folder", 2),
+    "bair-download out a file": (["bair-download", "--out", "{tmp}/file"],
+                                 "is a file, not a folder", 2),
+}
+
+
+@pytest.mark.parametrize("case", list(DATA_BAD))
+def test_data_commands_refuse_bad_input_first(case, tiny_mnist_dir, tmp_path,
+                                              capsys):
+    """Every `data` command checks its counts, data folder and output before any
+    work: one line, no traceback, nothing written."""
+    (tmp_path / "file").write_text("")
+    (tmp_path / "empty").mkdir()
+    options, expected, status = DATA_BAD[case]
+    fill = {"tmp": tmp_path, "mnist": tiny_mnist_dir}
+    before = sorted(tmp_path.rglob("*"))
+    code = cli.main(["data", *(o.format(**fill) for o in options)])
+    assert code == status
+    one_line_error(capsys, expected.format(**fill))
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
+

@@ -202,7 +202,7 @@ def test_test_set_errors(test_persons, tmp_path):
     with pytest.raises(ValueError, match="fewer than"):
         kth.make_test_set(short, size=5, progress=False)
     assert not list(short.glob("*.npz"))
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(FileNotFoundError, match="kth-convert"):
         kth.build_test_set(tmp_path / "missing", size=1, progress=False)
 
 

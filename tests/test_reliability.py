@@ -194,6 +194,17 @@ BAD = {  # name: (extra arguments, text of the message, setup of --out)
     "amp": (["--resume", "--amp", "bf16"], "--amp off, not --amp bf16",
             lambda tmp, base: _copy(base, tmp)),
     "resume_nothing": (["--resume"], "does not exist", None),
+    "lr_negative": (["--set", "lr=-1"], "lr=-1.0: the learning rate", None),
+    "lr_inf": (["--set", "lr=inf"], "lr=inf: the learning rate", None),
+    "beta_z_negative": (["--set", "beta_z=-1"], "beta_z=-1.0", None),
+    "l2_res_nan": (["--set", "l2_res=nan"], "l2_res=nan", None),
+    "obs_scale_0": (["--set", "obs_scale=0"], "obs_scale=0.0", None),
+    "unknown_field": (["--set", "nope=1"], "--set nope: unknown config field", None),
+    "bad_type": (["--set", "lr=abc"], "expected a value of type float", None),
+    "no_value": (["--set", "lr"], "expected key=value", None),
+    "nt_inf": (["--set", "nt_inf=9"], "nt_inf=9 exceeds nt_cond", None),
+    "archi": (["--set", "archi=resnet"], "archi='resnet'", None),
+    "frame_size": (["--set", "nx=63"], "nx=63", None),
 }
 
 
@@ -292,12 +303,23 @@ def test_one_trainer_per_folder(tmp_path, capsys, base_run, tiny_mnist_dir):
 # ------------------------------------------- 3. and 6. divergence, changes
 @pytest.mark.parametrize("ckpt_interval", [1, 100])
 def test_divergence_saves_nothing_non_finite_then_resumes(
-        tmp_path, capsys, tiny_mnist_dir, ckpt_interval):
-    """lr=inf: the weights become infinite at step 1; the run stops (a check
-    before the save, or the next loss) with advice that works as written."""
+        tmp_path, capsys, monkeypatch, tiny_mnist_dir, ckpt_interval):
+    """The weights become infinite at step 1 (an optimiser step made to blow up,
+    as a far too large learning rate does); the run stops (a check before the
+    save, or the next loss) with advice that works as written."""
     run = tmp_path / "run"
     args = _cli(tiny_mnist_dir, run, "--ckpt-interval", ckpt_interval)
-    code, err = _run(capsys, args + ["--set", "lr=inf"])
+    adam_step = torch.optim.Adam.step
+
+    def blow_up(self, *a, **kw):
+        out = adam_step(self, *a, **kw)
+        with torch.no_grad():
+            self.param_groups[0]["params"][0].fill_(float("inf"))
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", blow_up)
+    code, err = _run(capsys, args + ["--set", "lr=0.001"])
+    monkeypatch.undo()
     assert code == 3 and ("non-finite" if ckpt_interval == 1 else "loss is") in err
     assert "--resume --set lr=0.0001 --allow-change lr" in err
     for name in ("checkpoint.pt", "model.pt", "model_best.pt"):
@@ -311,7 +333,7 @@ def test_divergence_saves_nothing_non_finite_then_resumes(
                                      "lr", "--amp", "bf16", "--allow-change", "amp"])
     assert code == 0, err
     history = json.loads((run / "run.json").read_text())["history"]
-    assert history == [{"step": 0, "field": "lr", "old": float("inf"), "new": 1e-4},
+    assert history == [{"step": 0, "field": "lr", "old": 1e-3, "new": 1e-4},
                        {"step": 0, "field": "amp", "old": "off", "new": "bf16"}]
     assert rf.read_checkpoint(run)["options"]["amp"] == "bf16"
 

@@ -8,8 +8,11 @@ leaf command stores its handler in ``args.func`` (call ``args.func(args)``).
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import sys
 import time
+from pathlib import Path
 
 from .. import official_weights as weights
 from ..data import mnist_idx as mnist
@@ -78,7 +81,55 @@ def register(subparsers) -> argparse.ArgumentParser:
     _add_kth_parsers(commands)
     _add_human_parsers(commands)
     _add_bair_parsers(commands)
+    for parser in commands.choices.values():  # every command checks its input first
+        parser.set_defaults(func=_checked(parser.get_default("func")))
     return data
+
+
+#: Counts that must be at least 1 when given.
+_POSITIVE = ("num_videos", "seq_len", "size", "image_size")
+
+
+def _input_error(args: argparse.Namespace):
+    """The first bad option of a data command, as a message (None: all good).
+
+    Checked before any work: counts, the data folder (a missing one is left
+    to each command, whose message says what it should hold) and the output
+    (a folder, or the folder of a file, that can be created and written).
+    """
+    for name in _POSITIVE:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            return f"--{name.replace('_', '-')} {value}: must be at least 1"
+    data_dir = getattr(args, "data_dir", None)
+    if data_dir is not None and Path(data_dir).expanduser().is_file():
+        return f"--data-dir {data_dir} is a file: give the dataset's folder"
+    out = getattr(args, "out", None)
+    if out is None:
+        return None
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        return f"--out {out} is a file, not a folder: choose a folder"
+    existing = out
+    while not existing.exists():  # the nearest folder that exists
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"--out {out}: {existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"--out {out}: permission denied in {existing}; choose another folder"
+    return None
+
+
+def _checked(func):
+    """``func`` run only when :func:`_input_error` finds nothing (exit 2)."""
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        error = _input_error(args)
+        if error is not None:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        return func(args)
+    return run
 
 
 def _add_testset_parser(commands) -> None:

@@ -153,14 +153,16 @@ def _download_first(urls, action: str, target: Path, timeout, progress) -> None:
 
 
 # ---------------------------------------------------------------- conversion
-def raw_videos(data_dir: str | os.PathLike) -> list[tuple[str, Path]]:
-    """(action, path) of every raw ``.avi`` in ``data_dir/raw/<action>/``, sorted."""
+def raw_videos(data_dir: str | os.PathLike,
+               classes=CLASSES) -> list[tuple[str, Path]]:
+    """(action, path) of every raw ``.avi`` in ``data_dir/raw/<action>/``, sorted,
+    for the actions of ``classes`` (all six by default, each required)."""
     raw = Path(data_dir).expanduser() / "raw"
     if not raw.is_dir():
         raise FileNotFoundError(f"no folder {raw}: put the KTH .avi files in "
                                 "raw/<action>/ (python -m srvp data kth-download)")
     videos = []
-    for action in CLASSES:
+    for action in classes:
         folder = raw / action
         if not folder.is_dir():
             raise FileNotFoundError(f"no folder {folder} for the action {action!r}")
@@ -180,8 +182,10 @@ def video_name(avi_name: str) -> str:
 
 def convert_kth(data_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
                 image_size: int = 64, overwrite: bool = False,
-                progress: bool = True) -> dict:
+                progress: bool = True, classes=CLASSES) -> dict:
     """Convert the raw KTH videos into ``out_dir/processed_<size>/`` (see module doc).
+
+    ``classes``: the actions converted (all six by default, as training needs).
 
     The output folder appears only once every video is converted (an error
     leaves nothing behind). ``out_dir`` defaults to ``data_dir``.
@@ -191,7 +195,7 @@ def convert_kth(data_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     dict
         ``path`` (the folder), ``videos`` and ``frames`` (counts), ``per_action``.
     """
-    videos = raw_videos(data_dir)
+    videos = raw_videos(data_dir, classes)
     out = Path(out_dir if out_dir is not None else data_dir).expanduser()
     target = out / f"processed_{image_size}"
     summary = {"path": target, "videos": 0, "frames": 0,
@@ -297,6 +301,9 @@ def build_test_set(data_dir: str | os.PathLike, size: int = 1000, seq_len: int =
         ``actions`` (N,) str.
     """
     processed = Path(data_dir).expanduser() / f"processed_{image_size}"
+    if not processed.is_dir():
+        raise FileNotFoundError(f"no folder {processed}: convert the raw videos "
+                                "first (python -m srvp data kth-convert)")
     rng = np.random.RandomState(seed)
     sequences = np.empty((size, seq_len, image_size, image_size), dtype=np.uint8)
     persons, actions = [], []
@@ -314,6 +321,30 @@ def build_test_set(data_dir: str | os.PathLike, size: int = 1000, seq_len: int =
         actions.append(action)
     return {"sequences": sequences, "persons": np.array(persons, dtype=np.int64),
             "actions": np.array(actions)}
+
+
+def test_person_clips(data_dir: str | os.PathLike, n: int, seq_len: int = 40,
+                      seed: int = 0, image_size: int = 64) -> np.ndarray:
+    """``n`` clips of ``seq_len`` frames from the videos of the test persons
+    (21-25) that ``data_dir/processed_<size>`` holds, whatever actions it holds.
+
+    For figures made from a few downloaded actions (book ch. 6, gpu profile);
+    scores use the official test set of :func:`build_test_set`. Each clip is a
+    video drawn with a seeded generator and its first ``seq_len`` frames.
+
+    Returns
+    -------
+    np.ndarray (n, seq_len, H, W) uint8.
+    """
+    paths = [p for p in list_videos(Path(data_dir).expanduser()
+                                    / f"processed_{image_size}", TEST_PERSONS)
+             if video_length(p) >= seq_len]
+    if not paths:
+        raise FileNotFoundError(f"no processed KTH video of persons 21-25 with "
+                                f"{seq_len} frames or more in {data_dir}")
+    rng = np.random.RandomState(seed)
+    picks = rng.choice(len(paths), size=n, replace=n > len(paths))
+    return np.stack([load_video(paths[i])[:seq_len] for i in picks])
 
 
 def make_test_set(data_dir: str | os.PathLike, out_dir=None, **kwargs) -> Path:
