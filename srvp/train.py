@@ -125,12 +125,14 @@ def check_options(cfg: Config, opts: Options, world: int = 1) -> torch.device:
     if world > 1 and cfg.batch_size % world:
         raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the "
                          f"{world} processes")
-    device = _device(opts.device)
+    device = resolve_device(opts.device)
     _check_amp(opts.amp, device)
     return device
 
 
-def _device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
+    """The device named by ``--device`` (auto: CUDA if present, else the CPU);
+    ``ValueError`` naming the option for a bad name or an absent device."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

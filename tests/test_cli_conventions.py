@@ -5,6 +5,7 @@ anything."""
 import urllib.error
 
 import pytest
+import torch
 
 from srvp import SRVP, cli, preset, save_experiment
 from srvp.data import mnist_idx
@@ -114,11 +115,21 @@ BAD_VALUES = {
                       "--lpips-weights {tmp}/no.pth: no such file"),
     "lpips garbage": (["--lpips-weights", "{tmp}/alexnet.pth"],
                       "--lpips-weights {tmp}/alexnet.pth: not torchvision's"),
+    "device bogus": (["--device", "bogus"], "device='bogus' (--device)"),
+    "device cuda absent": (["--device", "cuda"], "CUDA is not available"),
+    "i3d weights missing": (["--i3d-weights", "{tmp}/i3d.pt"],
+                            "--i3d-weights {tmp}/i3d.pt: no such file"),
+    "keep-samples -2": (["--keep-samples", "-2"], "--keep-samples -2"),
+    "checkpoint missing": (["--checkpoint", "nope.pt"], "no PyTorch state dict"),
+    "checkpoint garbage": (["--checkpoint", "bad.pt"], "truncated or damaged"),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_VALUES))
-def test_evaluate_refuses_bad_values(case, run, tiny_mnist_dir, tmp_path, capsys):
+def test_evaluate_refuses_bad_values(case, run, tiny_mnist_dir, tmp_path, capsys,
+                                     monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    (run / "bad.pt").write_bytes(b"not a checkpoint")
     (tmp_path / "alexnet.pth").write_bytes(b"not a checkpoint")
     (tmp_path / "file").write_text("")
     options, expected = BAD_VALUES[case]

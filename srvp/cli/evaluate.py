@@ -62,11 +62,13 @@ def _glibc_trim():
 def _run(args: argparse.Namespace) -> int:
     from ..evaluate import Protocol, evaluate, format_table
     from ..run_folder import RESULTS, load_official, save_results
+    from ..train import resolve_device
     from .data import mnist_hint
 
     out = Path(args.out) if args.out else Path(args.run) / RESULTS
     try:  # every check before the evaluation: a bad value writes nothing
         _check_args(args)
+        device = resolve_device(args.device)
         _check_writable(out)
         if out.exists() and not args.overwrite:
             raise ValueError(f"{out} already holds an evaluation: pass --overwrite to "
@@ -88,8 +90,6 @@ def _run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, ImportError) as err:
         print(f"error: {err}{mnist_hint(err)}", file=sys.stderr)
         return 2
-    device = torch.device(args.device if args.device != "auto" else
-                          ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
     if lpips_model is not None:
         lpips_model.to(device)
@@ -123,6 +123,12 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.lpips_weights and not args.no_lpips and \
             not Path(args.lpips_weights).is_file():
         raise ValueError(f"--lpips-weights {args.lpips_weights}: no such file")
+    if args.i3d_weights and not Path(args.i3d_weights).is_file():
+        raise ValueError(f"--i3d-weights {args.i3d_weights}: no such file (FVD needs "
+                         "i3d_pretrained_400.pt; leave the option out to skip FVD)")
+    if args.keep_samples < -1:
+        raise ValueError(f"--keep-samples {args.keep_samples}: give N >= 0, or -1 "
+                         "for all videos")
 
 
 def _check_writable(out: Path) -> None:
