@@ -1,4 +1,6 @@
-"""Throughput of the Moving MNIST training generator on one CPU core.
+"""Throughput of the Moving MNIST training generator on one CPU core, against a
+re-statement of the official generator built here (for the official code itself,
+see ``bench_official.py``).
 
 Sequences per second (15 frames, 2 digits, 64x64) of
 
@@ -14,7 +16,7 @@ Each candidate is timed in several interleaved rounds and its best round is kept
 which makes the ratios robust to other load on the machine. Speed-ups compare
 like with like (generation with generation, batches with batches).
 
-Usage: ``python benchmarks/bench_data.py [--mnist-dir DIR] [--rounds R]``. Without
+Usage: ``python benchmarks/bench_data.py [--data-dir DIR] [--rounds R]``. Without
 MNIST files, random 28x28 sprites are used (the speed does not depend on them).
 """
 import os
@@ -75,10 +77,10 @@ def best_rates(candidates, rounds, seconds):
     return best
 
 
-def load_digits(mnist_dir):
+def load_digits(data_dir):
     """MNIST training digits, or random sprites when no files are available."""
     try:
-        return load_mnist(mnist_dir, split="train")[0], "MNIST training digits"
+        return load_mnist(data_dir, split="train")[0], "MNIST training digits"
     except MNISTNotFoundError:
         rng = np.random.default_rng(0)
         return rng.integers(0, 256, (1000, 28, 28), dtype=np.uint8), "random sprites"
@@ -86,7 +88,7 @@ def load_digits(mnist_dir):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mnist-dir", default=None,
+    parser.add_argument("--data-dir", default=None,
                         help="MNIST IDX folder (default: $SRVP_MNIST_DIR)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="interleaved timing rounds (the best is kept)")
@@ -95,7 +97,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    digits, source = load_digits(args.mnist_dir)
+    digits, source = load_digits(args.data_dir)
     np.random.seed(0)
     ds = MovingMNIST(digits, seq_len=SEQ_LEN, seed=0)
     bsz = args.batch_size

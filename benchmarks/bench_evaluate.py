@@ -1,4 +1,7 @@
-"""Evaluation speed: the official per-sample test loop against `srvp.evaluate`.
+"""Evaluation speed: a re-statement of the official per-sample test loop, built
+from this package's modules, against `srvp.evaluate`; it shows where the time
+goes (FLOPs per frame, metrics alone). For the official code itself, see
+``bench_official.py``.
 
 Both run the same model (``smmnist`` preset, untrained weights: the cost does not
 depend on them) on the same videos, with PSNR and SSIM per sample and the running

@@ -14,6 +14,8 @@ Usage:
     python benchmarks/bench_train.py --data-dir MNIST_DIR --preset cpu --amp off bf16
     python benchmarks/bench_train.py --data-dir MNIST_DIR --device cuda --compile
     python benchmarks/bench_train.py --data-dir MNIST_DIR --preset cpu --set nf=16
+    python benchmarks/bench_train.py --data-dir MNIST_DIR --batch 16 --threads 1 \
+        --amp off --memory-format contiguous channels_last
 """
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ AUTHORS_IT_S = {"smmnist": 6.0}
 
 
 def throughput(name: str, data_dir, device: str, amp: str, compile_: bool,
-               warmup: int, steps: int, batch: int | None, changes: dict):
+               warmup: int, steps: int, batch: int | None, changes: dict,
+               memory_format: str = "auto"):
     """(it/s over the last ``steps`` steps, peak CUDA memory in GiB or None,
     batch size, device). The log's times have 0.1 s resolution: time enough
     steps for that to be small."""
@@ -46,6 +49,7 @@ def throughput(name: str, data_dir, device: str, amp: str, compile_: bool,
                          f"the {name} schedule ({cfg.n_iter} steps): time fewer steps")
     with tempfile.TemporaryDirectory() as out:
         opts = Options(device=device, amp=amp, compile=compile_, log_interval=1,
+                       memory_format=memory_format,
                        ckpt_interval=10**9, max_steps=warmup + steps,
                        progress=False)
         trainer = Trainer(cfg, Path(out) / "run", data_dir, opts)
@@ -70,6 +74,9 @@ def main() -> None:
                         "bf16 on CPU)")
     p.add_argument("--compile", action="store_true",
                    help="also time each precision with torch.compile")
+    p.add_argument("--memory-format", nargs="+", default=["auto"],
+                   choices=["auto", "channels_last", "contiguous"],
+                   help="layouts to time (default: auto, the trainer's default)")
     p.add_argument("--batch", type=int, help="batch size (default: the preset's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, as in 'srvp train' (repeatable), "
@@ -96,16 +103,17 @@ def main() -> None:
           + "".join(f"; {k}={v}" for k, v in changes.items()))
     if cuda:
         print(f"GPU: {torch.cuda.get_device_name()}")
-    print(f"{'device':8s} {'amp':5s} {'compile':8s} {'batch':>5s} {'it/s':>8s} "
-          f"{'ms/step':>8s} {'peak GiB':>9s}")
+    print(f"{'device':8s} {'amp':5s} {'compile':8s} {'format':14s} {'batch':>5s} "
+          f"{'it/s':>8s} {'ms/step':>8s} {'peak GiB':>9s}")
     for amp in amps:
         for compile_ in compiles:
-            it_s, peak, batch, device = throughput(
-                args.preset, args.data_dir, args.device, amp, compile_, args.warmup,
-                args.steps, args.batch, changes)
-            mem = f"{peak:9.2f}" if peak is not None else f"{'-':>9s}"
-            print(f"{device.type:8s} {amp:5s} {str(compile_):8s} {batch:5d} "
-                  f"{it_s:8.2f} {1e3 / it_s:8.1f} {mem}", flush=True)
+            for layout in args.memory_format:
+                it_s, peak, batch, device = throughput(
+                    args.preset, args.data_dir, args.device, amp, compile_,
+                    args.warmup, args.steps, args.batch, changes, layout)
+                mem = f"{peak:9.2f}" if peak is not None else f"{'-':>9s}"
+                print(f"{device.type:8s} {amp:5s} {str(compile_):8s} {layout:14s} "
+                      f"{batch:5d} {it_s:8.2f} {1e3 / it_s:8.1f} {mem}", flush=True)
     if args.preset in AUTHORS_IT_S:
         print(f"authors, official code, one Titan V, batch 128: about "
               f"{AUTHORS_IT_S[args.preset]:.0f} it/s")

@@ -105,6 +105,24 @@ def clean_copy(source: nbformat.NotebookNode, executed: nbformat.NotebookNode,
     return out
 
 
+def merge_streams(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Join each run of consecutive stdout (or stderr) outputs of a cell into one,
+    so that a cell's printed text shows as one box on the web page."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        merged = []
+        for out in cell.get("outputs", []):
+            prev = merged[-1] if merged else None
+            if out.output_type == "stream" and prev is not None and \
+                    prev.output_type == "stream" and prev.name == out.name:
+                prev.text += out.text
+            else:
+                merged.append(out)
+        cell.outputs = merged
+    return nb
+
+
 def run_chapter(md: Path, profile: str, out_dir: Path | None) -> float:
     """Execute one chapter; return the seconds it took. Raises on failure."""
     source = jupytext.read(md)
@@ -119,7 +137,10 @@ def run_chapter(md: Path, profile: str, out_dir: Path | None) -> float:
         source, str(target), parameters=parameters, kernel_name=KERNEL,
         cwd=str(md.parent), progress_bar=False, log_output=False)
     seconds = time.perf_counter() - start
-    if out_dir is None:
+    merge_streams(executed)
+    if out_dir is not None:
+        nbformat.write(executed, str(target))
+    else:
         paired = md.with_suffix(".ipynb")
         previous = jupytext.read(paired) if paired.exists() else None
         jupytext.write(clean_copy(source, executed, previous), paired, fmt="ipynb")

@@ -76,12 +76,49 @@ def shipped_run(book: Path, names: Sequence[str] = ("config.json", "model.pt"),
             if created and not any(folder.iterdir()):
                 folder.rmdir()
             raise
-    if (folder / "model.pt").exists():  # the outputs name the weights they show
-        print(f"{run}: model.pt sha256 {weights_digest(folder)}")
+    # the outputs name the files they show: the weights, else the first file
+    shown = "model.pt" if (folder / "model.pt").exists() else \
+        (names[0] if names else None)
+    if shown is not None and (folder / shown).exists():
+        print(f"{run}: {shown} sha256 {weights_digest(folder, shown)}")
     return folder
 
 
-def weights_digest(folder: Path) -> str:
-    """The first 12 hex digits of the SHA-256 of ``folder/model.pt``: chapters print
-    it, so that stored outputs name the weights that produced them."""
-    return hashlib.sha256((Path(folder) / "model.pt").read_bytes()).hexdigest()[:12]
+def weights_digest(folder: Path, name: str = "model.pt") -> str:
+    """The first 12 hex digits of the SHA-256 of ``folder/name``: chapters print
+    it, so that stored outputs name the weights (or table) that produced them."""
+    return hashlib.sha256((Path(folder) / name).read_bytes()).hexdigest()[:12]
+
+
+def released_kth(folder, n_videos: int = 4, actions: Sequence[str] = ("handwaving",),
+                 seq_len: int = 40, progress: bool = True):
+    """The released KTH model and a few KTH videos of its test persons, for the
+    gpu profile of book ch. 6 (needs internet and PyAV, ``srvp[video]``).
+
+    With the package's own downloads, under ``folder``: the model into
+    ``folder/kth_model`` (:func:`srvp.official_weights.download_official`), the
+    raw videos of ``actions`` into ``folder/kth`` (:func:`srvp.data.kth.download_kth`,
+    about 200 MB per action), converted once to 64 x 64 frames. Each step keeps
+    what an earlier call left, so a second call downloads nothing.
+
+    Returns
+    -------
+    (model, cfg, videos): videos (seq_len, n_videos, 1, 64, 64) float in [0, 1].
+    """
+    import torch
+
+    from .data import kth
+    from .official_weights import download_official
+    from .run_folder import load_official
+
+    folder = Path(folder)
+    download_official("kth", folder / "kth_model", progress=progress)
+    model, cfg = load_official(folder / "kth_model")
+    data = folder / "kth"
+    kth.download_kth(data, classes=tuple(actions), urls=kth.URLS, progress=progress)
+    if not (data / f"processed_{cfg.nx}").is_dir():
+        kth.convert_kth(data, image_size=cfg.nx, progress=progress,
+                        classes=tuple(actions))
+    clips = kth.test_person_clips(data, n_videos, seq_len, image_size=cfg.nx)
+    videos = torch.from_numpy(clips).float().div(255)  # (N, T, H, W)
+    return model, cfg, videos.transpose(0, 1)[:, :, None]

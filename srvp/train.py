@@ -53,6 +53,7 @@ class Options:
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     amp: str = "off"  # "off", "bf16" or "fp16"
     compile: bool = False  # torch.compile the model
+    memory_format: str = "auto"  # "auto", "channels_last" or "contiguous"
     seed: int = 1
     workers: int = 0  # DataLoader processes that prefetch batches
     log_interval: int = 10
@@ -127,7 +128,25 @@ def check_options(cfg: Config, opts: Options, world: int = 1) -> torch.device:
                          f"{world} processes")
     device = resolve_device(opts.device)
     _check_amp(opts.amp, device)
+    resolve_memory_format(opts.memory_format, device)
     return device
+
+
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+
+
+def resolve_memory_format(name: str, device: torch.device) -> torch.memory_format:
+    """The layout of the model's 4-D weights (hence of the convolutions'
+    activations): ``auto`` is channels-last on the CPU, where it is faster
+    (``benchmarks/bench_train.py --memory-format``), and the official
+    contiguous layout elsewhere. Both give the same results up to float32
+    rounding."""
+    if name not in MEMORY_FORMATS:
+        raise ValueError(f"memory_format={name!r} (--memory-format): expected one "
+                         f"of {', '.join(MEMORY_FORMATS)}")
+    if name == "auto":
+        name = "channels_last" if device.type == "cpu" else "contiguous"
+    return torch.channels_last if name == "channels_last" else torch.contiguous_format
 
 
 def resolve_device(name: str) -> torch.device:
@@ -202,7 +221,9 @@ class Trainer:
         torch.manual_seed(opts.seed)  # the same initial weights on every rank
         random.seed(opts.seed)  # the global generators too: a run is reproducible
         np.random.seed(opts.seed % 2**32)
-        self.model = build_model(cfg).to(self.device)
+        self.model = build_model(cfg).to(
+            self.device, memory_format=resolve_memory_format(opts.memory_format,
+                                                             self.device))
         self.net = self._wrap(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=opts.amp == "fp16")
@@ -565,9 +586,22 @@ def _catch_signals(trainer: Trainer):
             signal.signal(s, h)
 
 
+def _native_bf16(device: torch.device) -> bool:
+    """Whether a CUDA device computes bfloat16 natively (Ampere, compute
+    capability 8.0, and later; a T4 or V100 only emulates it)."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # older torch: no emulation flag
+        return torch.cuda.get_device_capability(device)[0] >= 8
+
+
 def _check_amp(amp: str, device: torch.device) -> None:
     if amp not in ("off", "bf16", "fp16"):
         raise ValueError(f"amp={amp!r}: choose off, bf16 or fp16")
+    if amp == "bf16" and device.type == "cuda" and not _native_bf16(device):
+        raise ValueError(f"amp=bf16 (--amp): {torch.cuda.get_device_name(device)} has "
+                         "no native bfloat16 (it would be emulated, slower than "
+                         "float32); use --amp fp16 there, or --amp off")
     if amp == "fp16" and device.type == "cpu":
         warnings.warn("amp=fp16 on CPU runs (the gradient scaler included) but is "
                       "slower than float32 there; use it to test, and bf16 to train",

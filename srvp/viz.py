@@ -9,6 +9,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 COND_COLOR, PRED_COLOR = "tab:green", "tab:red"
+BETWEEN_COLOR = "tab:orange"  # frames between two frame times (book ch. 6)
 
 ANIMATION_DPI = 110  # frames of 64 pixels stay sharp on the web page
 
@@ -33,6 +34,14 @@ def _show(ax, frame, color=None) -> None:
         if color is not None:
             spine.set_edgecolor(color)
             spine.set_linewidth(2.5)
+
+
+def _blank(ax) -> None:
+    """An empty cell: no frame, no ticks, but the axes stay for labels."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
 
 
 def frame_grid(rows: Dict[str, object], nt_cond: int = 0, every: int = 1,
@@ -62,14 +71,55 @@ def frame_grid(rows: Dict[str, object], nt_cond: int = 0, every: int = 1,
             if 0 <= t - offset < len(v):
                 _show(ax, v[t - offset], COND_COLOR if t < nt_cond else PRED_COLOR)
             else:  # an empty cell keeps its axes so that the row label shows
-                ax.set_xticks([])
-                ax.set_yticks([])
-                for spine in ax.spines.values():
-                    spine.set_visible(False)
+                _blank(ax)
             if r == 0:
                 ax.set_title(f"t={t + 1}", fontsize=7)
         axes[r, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
     fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0.15)
+    return fig
+
+
+def time_grid(rows: Dict[str, object], k_max: int, t0: int = 0,
+               scale: float = 0.55):
+    """Videos predicted with different Euler steps, each frame at its time.
+
+    Parameters
+    ----------
+    rows : label -> (video, k): a video whose frame ``i`` lies at the time
+        ``t0 + i / k`` (its first frame at ``t0``, the last observed frame).
+    k_max : the finest ``k``, which sets the columns (``k_max`` per frame
+        interval; every ``k`` must divide it).
+    t0 : the time of the first frame, for the column titles.
+
+    The first frame of a row (observed) is framed green, the frames at the
+    frame times red, and those in between orange, as in the paper's figures.
+    """
+    import matplotlib.pyplot as plt
+
+    videos = {label: (_frames(v), k) for label, (v, k) in rows.items()}
+    for label, (_, k) in videos.items():
+        if k_max % k:
+            raise ValueError(f"row {label!r}: k={k} does not divide k_max={k_max}")
+    n_cols = max((len(v) - 1) * (k_max // k) + 1 for v, k in videos.values())
+    fig, axes = plt.subplots(len(videos), n_cols, squeeze=False,
+                             figsize=(scale * n_cols + 1.2, scale * len(videos) + 0.3))
+    for r, (label, (v, k)) in enumerate(videos.items()):
+        step = k_max // k
+        for c in range(n_cols):
+            ax = axes[r, c]
+            i = c // step
+            if c % step == 0 and i < len(v):
+                color = COND_COLOR if i == 0 else \
+                    (PRED_COLOR if i % k == 0 else BETWEEN_COLOR)
+                _show(ax, v[i], color)
+            else:
+                _blank(ax)
+            if r == 0 and c % k_max == 0:
+                ax.set_title(f"t={t0 + c // k_max}", fontsize=7)
+        axes[r, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    fig.subplots_adjust(wspace=0.06, hspace=0.06, left=1.1 / (scale * n_cols + 1.2),
+                        right=0.99, top=1 - 0.25 / (scale * len(videos) + 0.3),
+                        bottom=0.01)
     return fig
 
 

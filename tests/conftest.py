@@ -26,6 +26,7 @@ shows what a clone without ``../shared`` runs and skips.
 import os
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
 import torch
@@ -120,3 +121,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def serve():
+    """``serve(folder)`` -> a running :class:`Server`; all shut down at the end."""
+    servers = []
+    yield lambda root: servers.append(helpers.Server(root)) or servers[-1]
+    for s in servers:
+        s.close()

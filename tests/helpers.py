@@ -1,4 +1,9 @@
 """Small builders shared by the tests."""
+import functools
+import http.server
+import socket
+import threading
+
 import torch
 
 from srvp import SRVP, preset
@@ -16,3 +21,40 @@ def video(cfg, nt=None, bsz=2):
     """A random video (T, B, C, 64, 64) in [0, 1]."""
     nt = cfg.seq_len if nt is None else nt
     return torch.rand(nt, bsz, cfg.nc, cfg.nx, cfg.nx)
+
+
+class Server:
+    """A folder served over HTTP in a thread; ``requests`` lists the paths asked."""
+
+    def __init__(self, root):
+        self.requests = []
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (the http.server name)
+                server.requests.append(self.path)
+                super().do_GET()
+
+            def log_message(self, *args):
+                pass
+
+        root.mkdir(parents=True, exist_ok=True)
+        self.httpd = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+def dead_url():
+    """A port nothing listens on: connections are refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"

@@ -129,7 +129,9 @@ def test_install_then_parameters_cell(md):
     # the extras the chapter needs (scripts/colab_check.py runs it without them)
     extras = re.search(r'"srvp\[([a-z,]+)\] @ \{SRVP_SOURCE\}"', pip_lines[0])
     assert extras, "install srvp[EXTRAS] from SRVP_SOURCE (SRVP_INSTALL or GitHub)"
-    needs = {"viz"} | ({"metrics"} if "load_lpips" in md.read_text() else set())
+    text = md.read_text()
+    needs = {"viz"} | ({"metrics"} if "load_lpips" in text else set()) | \
+        ({"video"} if "released_kth" in text else set())
     assert needs <= set(extras.group(1).split(",")), (md.name, extras.group(1))
     assert "SRVP_INSTALL" in install.source
     assert "parameters" in parameters.metadata.get("tags", []), \
@@ -205,14 +207,14 @@ def test_stored_outputs_name_the_shipped_weights(md):
 
     text = "".join(o.get("text", "") for c in code_cells(jupytext.read(
         md.with_suffix(".ipynb"))) for o in c.outputs)
-    found = re.findall(r"(\w+): model\.pt sha256 ([0-9a-f]{12})", text)
+    found = re.findall(r"(\w+): ([\w.]+) sha256 ([0-9a-f]{12})", text)
     assert found, (f"{md.stem}.ipynb: no stored output names the shipped weights; "
                    f"run `python scripts/build_book.py --update-notebooks --only "
                    f"{md.stem}`")
-    for run, digest in found:
-        assert digest == weights_digest(ROOT / "book" / "runs" / run), (
-            f"{md.stem}.ipynb shows outputs of other {run} weights than book/runs/"
-            f"{run}/model.pt: re-execute it")
+    for run, name, digest in found:
+        assert digest == weights_digest(ROOT / "book" / "runs" / run, name), (
+            f"{md.stem}.ipynb shows outputs of another {run}/{name} than book/runs/"
+            f"{run}/{name}: re-execute it")
 
 
 @pytest.mark.parametrize("md", CHAPTERS, ids=IDS)
@@ -222,3 +224,78 @@ def test_header_states_the_running_time(md):
     head = md.read_text(encoding="utf-8").split("## What you will learn")[0]
     assert re.search(r"\*Running time: about \d+ (seconds|minutes) on two CPU cores",
                      head), f"{md.name}: no measured running time under its title"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=IDS)
+def test_every_exercise_has_a_hidden_solution(md):
+    """Each numbered exercise holds one solution in a dropdown admonition, nested
+    in its list item (rendered folded on the web page)."""
+    exercises = md.read_text(encoding="utf-8").split("\n## Exercises\n")[1]
+    items = re.split(r"^\d+\. ", exercises, flags=re.MULTILINE)[1:]
+    assert items, f"{md.name}: no numbered exercises"
+    for n, item in enumerate(items, 1):
+        solutions = re.findall(r"^   :::\{admonition\} Solution\n   :class: dropdown\n",
+                               item, re.MULTILINE)
+        assert len(solutions) == 1, (f"{md.name}, exercise {n}: {len(solutions)} "
+                                     "solutions (one dropdown admonition expected)")
+
+
+MAX_PRINTED = 90  # characters: wider lines scroll sideways in the page's output box
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=IDS)
+def test_stored_outputs_read_on_a_page(md):
+    """Printed text stays within the width of the page, and a cell's printed
+    text is one box (scripts/build_book.py joins consecutive stream outputs)."""
+    nb = jupytext.read(md.with_suffix(".ipynb"))
+    for i, cell in enumerate(code_cells(nb)):
+        streams = [o for o in cell.outputs if o.output_type == "stream"]
+        for a, b in zip(cell.outputs, cell.outputs[1:]):
+            split = a.output_type == b.output_type == "stream" and a.name == b.name
+            assert not split, f"{md.stem}, code cell {i + 1}: text split over two boxes"
+        wide = [line for o in streams if o.name == "stdout"
+                for line in o.text.splitlines() if len(line) > MAX_PRINTED]
+        assert not wide, f"{md.stem}, code cell {i + 1}: {wide[0]!r} is too wide"
+
+
+def _outputs_text(nb) -> str:
+    text = ""
+    for cell in code_cells(nb):
+        for out in cell.outputs:
+            text += out.get("text", "")
+            text += "".join(v for k, v in out.get("data", {}).items()
+                            if k.startswith("text/") and isinstance(v, str))
+    return text
+
+
+def _history_values() -> set:
+    """Every number of book/runs/history.csv, as printed with 1 to 3 decimals."""
+    import csv
+
+    values = set()
+    with open(ROOT / "book" / "runs" / "history.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            for cell in row.values():
+                try:
+                    x = float(cell)
+                except (TypeError, ValueError):
+                    continue
+                values |= {f"{x:.{d}f}" for d in (1, 2, 3)} | \
+                    {f"{abs(x):.{d}f}" for d in (1, 2, 3)}
+    return values
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=IDS)
+def test_decibels_in_the_prose_come_from_outputs_or_files(md):
+    """A PSNR (or PSNR difference) written in a chapter's prose is printed by
+    one of its cells, or is a number of book/runs/history.csv: prose cannot
+    drift from the shipped runs without this failing."""
+    text = md.read_text(encoding="utf-8")
+    prose = re.sub(r"```\{code-cell\}.*?```", "", text, flags=re.S)
+    pairs = re.findall(r"(\d+\.\d+) ± (\d+\.\d+) ?dB", prose)  # mean ± interval
+    quoted = set(re.findall(r"(\d+\.\d+) ?dB", prose)) | {x for p in pairs for x in p}
+    known = _outputs_text(jupytext.read(md.with_suffix(".ipynb")))
+    files = _history_values()
+    missing = sorted(n for n in quoted if n not in known and n not in files)
+    assert not missing, (f"{md.name}: {missing} dB in the prose, printed by no cell "
+                         "and absent from book/runs/history.csv")

@@ -115,6 +115,7 @@ BAD_VALUES = {
                       "--lpips-weights {tmp}/no.pth: no such file"),
     "lpips garbage": (["--lpips-weights", "{tmp}/alexnet.pth"],
                       "--lpips-weights {tmp}/alexnet.pth: not torchvision's"),
+    "nt-gen past the test set": (["--nt-gen", "30"], "mmnist-testset --seq-len 30"),
     "device bogus": (["--device", "bogus"], "device='bogus' (--device)"),
     "device cuda absent": (["--device", "cuda"], "CUDA is not available"),
     "i3d weights missing": (["--i3d-weights", "{tmp}/i3d.pt"],

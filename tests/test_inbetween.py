@@ -56,3 +56,50 @@ def test_bad_shapes():
         inbetween_scores(x_last, pred, 1)
     with pytest.raises(ValueError, match="multiple of k=4"):
         inbetween_scores(x_last, pred[:5], 4)
+
+
+class _Mover(torch.nn.Module):
+    """A stand-in model whose prediction is the square of `_moving`, moving on
+    from the last conditioning frame at any step dt = 1/k."""
+
+    def __init__(self, fade_between=False):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.fade_between = fade_between
+
+    def predict(self, x_cond, nt_pred, n_samples=1, dt=1.0, intermediate=False):
+        k = round(1 / dt)
+        _, pred = _moving(k, t=nt_pred, fade_between=self.fade_between)
+        pred = pred.expand(-1, x_cond.shape[1], -1, -1, -1)
+        return pred[None].expand(n_samples, *pred.shape)
+
+
+def _videos(n=3, nt_cond=3, nt_pred=4):
+    """(nt_cond + nt_pred, n, 1, 64, 64) videos: the square still during the
+    conditioning frames, then moving 4 pixels per frame."""
+    _, frames = _moving(1, t=nt_pred)
+    still = _square(20, 10)[None, None].expand(nt_cond, -1, -1, -1, -1)
+    return torch.cat([still, frames]).expand(-1, n, -1, -1, -1)
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_inbetween_eval_per_video(k):
+    from srvp.metrics.inbetween import inbetween_eval
+
+    batches = [_videos(3), _videos(2)]
+    res = inbetween_eval(_Mover(), batches, nt_cond=3, nt_pred=4, k=k, n_samples=2)
+    assert set(res) == {"ink_error", "centroid_error", "truth_ink_error",
+                        "truth_centroid_error"}
+    for value in res.values():
+        assert value.shape == (5,)  # one value per video
+        assert abs(value).max() < 1e-4  # straight motion, constant ink
+
+
+def test_inbetween_eval_sees_fading():
+    from srvp.metrics.inbetween import inbetween_eval
+
+    res = inbetween_eval(_Mover(fade_between=True), [_videos(2)], 3, 4, k=2)
+    assert res["ink_error"] == pytest.approx([0.75, 0.75])
+    assert res["truth_ink_error"] == pytest.approx([0.0, 0.0])
+    with pytest.raises(ValueError, match="even"):
+        inbetween_eval(_Mover(), [_videos(2)], 3, 3, k=2)

@@ -1,65 +1,16 @@
 """``python -m srvp data official-weights``, offline: the sources are HTTP servers
 on 127.0.0.1 started here, serving a tiny ``smoke`` model in the released
 layout (``<model>/config.json`` + ``model.pt``), loose or packed in an archive."""
-import functools
-import http.server
 import io
-import socket
 import tarfile
-import threading
 import zipfile
 
 import pytest
 import torch
+from helpers import dead_url
 
 from srvp import SRVP, cli, load_official, preset, save_experiment
 from srvp import official_weights as weights
-
-
-class Server:
-    """A folder served over HTTP in a thread; ``requests`` lists the paths asked."""
-
-    def __init__(self, root):
-        self.requests = []
-        server = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (the http.server name)
-                server.requests.append(self.path)
-                super().do_GET()
-
-            def log_message(self, *args):
-                pass
-
-        root.mkdir(parents=True, exist_ok=True)
-        self.httpd = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-
-@pytest.fixture
-def serve():
-    """``serve(folder)`` -> a running :class:`Server`; all shut down at the end."""
-    servers = []
-    yield lambda root: servers.append(Server(root)) or servers[-1]
-    for s in servers:
-        s.close()
-
-
-def dead_url():
-    """A port nothing listens on: connections are refused at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from srvp.cli.train import parse_overrides
 from srvp.run_folder import read_log
 
 RUNS = Path(__file__).resolve().parents[1] / "book" / "runs"
-ALL = sorted(p for p in RUNS.iterdir() if p.is_dir())
+ALL = sorted(p.parent for p in RUNS.glob("*/config.json"))  # the trained runs
 WITH_WEIGHTS = sorted(p.parent for p in RUNS.glob("*/model.pt"))
 with open(RUNS / "history.csv", newline="") as f:
     HISTORY = list(csv.DictReader(f))
@@ -200,3 +200,79 @@ def test_history_paired_difference_with_svg_matches_the_shipped_files():
     assert float(BY_RUN["cpu"]["dpsnr_svg"]) == pytest.approx(diff.mean(), abs=5e-4)
     assert float(BY_RUN["cpu"]["dpsnr_svg_ci95"]) == pytest.approx(ci95(diff),
                                                                    abs=5e-4)
+
+
+# ------------------------------------------------------------- dt_table (ch. 6)
+def test_dt_table_summaries_come_from_its_per_video_scores():
+    """book/runs/dt_table: every summary and paired difference of table.json is
+    what the per-video scores of per_video.npz give (scripts/dt_table.py)."""
+    from srvp.evaluate import summarize
+
+    table = json.loads((RUNS / "dt_table" / "table.json").read_text())
+    cells = {(c["train_dt"], c["test_dt"]): c for c in table["cells"]}
+    assert set(cells) == {(tr, te) for tr in ("1", "1/2") for te in ("1", "1/2", "1/4")}
+    assert table["protocol"]["runs"] == {"1": "runs/cpu", "1/2": "runs/cpu_dt2"}
+    with np.load(RUNS / "dt_table" / "per_video.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    n = table["protocol"]["n_videos"]
+
+    def per_video(cell, name):
+        values = arrays[f"{cell['cell']}/{name}"]
+        assert values.shape == (n,)
+        return values
+
+    def same(summary, values):
+        expected = summarize(values)
+        assert summary["n"] == n
+        assert summary["mean"] == pytest.approx(expected["mean"], rel=1e-12)
+        assert summary["ci95"] == pytest.approx(expected["ci95"], rel=1e-12)
+
+    own = {"1": ("1", "1"), "1/2": ("1/2", "1/2")}
+    for (tr, te), c in cells.items():
+        for m in ("psnr", "ssim"):
+            same(c[m], per_video(c, m))
+            if tr != "1":
+                same(c["minus_train_dt1"][m],
+                     per_video(c, m) - per_video(cells["1", te], m))
+            if te != tr:
+                same(c["minus_own_train_dt"][m],
+                     per_video(c, m) - per_video(cells[own[tr]], m))
+        for name in ("ink_error", "centroid_error"):
+            same(c["inbetween"][name], per_video(c, name))
+            same(c["truth_two_frames"][name], per_video(c, f"truth_{name}"))
+
+
+# ------------------------------------------------------------ the README's table
+README_ROWS = {"SRVP, the book's model²": "cpu",
+               "SRVP, the book's model at Δt = 1/2⁴": "cpu_dt2",
+               "SVG-LP, the book's budget³": "svg_cpu"}
+
+
+@pytest.mark.parametrize("label", README_ROWS)
+def test_readme_results_are_those_of_the_shipped_files(label):
+    """Each score of the README's results table (all 5,000 videos, first 1,000,
+    first 200) is what the run's results files give, as printed (rounded)."""
+    from srvp.evaluate import summarize
+
+    readme = (RUNS.parents[1] / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if line.startswith(f"| {label} |"))
+    cells = [c.strip() for c in row.strip("|").split("|")][1:]
+    run = RUNS / README_ROWS[label]
+    metrics = json.loads((run / "results.json").read_text())["metrics"]
+    checked = 0
+    for cell, n in zip(cells, (5000, 1000, 200)):
+        if not cell:
+            continue
+        numbers = [float(x) for x in re.findall(r"\d+\.\d+", cell)]
+        if n == 5000:
+            full = json.loads((run / "results_5000.json").read_text())["metrics"]
+            expected = [full[m][k] for m in ("psnr", "ssim") for k in ("mean", "ci95")]
+        else:
+            assert metrics["psnr"]["n"] >= n
+            expected = [summarize(np.asarray(metrics[m]["per_video"][:n]))[k]
+                        for m in ("psnr", "ssim") for k in ("mean", "ci95")]
+        for shown, value in zip(numbers, expected):
+            digits = len(str(shown).split(".")[1])
+            assert abs(shown - value) <= 0.5 * 10**-digits + 1e-12, (label, n, cell)
+        checked += 1
+    assert checked

@@ -166,6 +166,33 @@ def test_bf16_autocast_step_on_cpu(tmp_path, tiny_mnist_dir):
     assert torch.isfinite(terms.loss)
 
 
+def test_memory_format_is_channels_last_on_cpu_with_the_same_numbers(tmp_path,
+                                                                   tiny_mnist_dir):
+    """--memory-format auto is channels-last on the CPU (the faster layout there);
+    one step gives the loss and weights of the official contiguous layout up to
+    float32 rounding."""
+    results = {}
+    for layout in ("auto", "contiguous"):
+        t = Trainer(_cfg(), tmp_path / layout, tiny_mnist_dir,
+                    Options(progress=False, memory_format=layout))
+        # kernels whose two layouts differ (more than one input channel and pixel)
+        convs = [p for p in t.model.parameters()
+                 if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1]
+        assert convs and all(p.is_contiguous(memory_format=torch.channels_last)
+                             == (layout == "auto") for p in convs)
+        batch = next(iter(t._loader()))
+        loss = t.train_step(batch).loss.item()
+        results[layout] = (loss, {k: v.clone()
+                                  for k, v in t.model.state_dict().items()})
+    (loss_cl, w_cl), (loss_c, w_c) = results["auto"], results["contiguous"]
+    assert loss_cl == pytest.approx(loss_c, rel=1e-5)
+    for k in w_c:  # one Adam step of lr 1e-3 moves each weight by about 1e-3
+        torch.testing.assert_close(w_cl[k], w_c[k], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="--memory-format"):
+        Trainer(_cfg(), tmp_path / "bad", tiny_mnist_dir,
+                Options(progress=False, memory_format="nhwc"))
+
+
 def test_fp16_gradient_scaler_is_checkpointed_and_resumed(tmp_path, tiny_mnist_dir):
     """fp16 with a gradient scaler (run on CPU here): the scale starts at 2^16, so
     the first steps overflow, are skipped and halve it; a resumed run restores
@@ -236,3 +263,20 @@ def test_ddp_gloo_ranks_stay_identical(tmp_path, tiny_mnist_dir):
             continue  # BatchNorm statistics are per process on CPU
         torch.testing.assert_close(a[k], b[k], msg=k)
     assert (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_bf16_is_refused_on_a_gpu_that_only_emulates_it(monkeypatch):
+    """A T4 or a V100 has no native bfloat16: the trainer says so and points to
+    fp16 instead of training slower than float32 (no GPU here: the CUDA queries
+    are answered as such a GPU answers them)."""
+    from srvp import train as train_module
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: including_emulation)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    with pytest.raises(ValueError, match="Tesla T4 has no native bfloat16.*--amp fp16"):
+        train_module._check_amp("bf16", torch.device("cuda"))
+    train_module._check_amp("fp16", torch.device("cuda"))  # accepted
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: True)  # an A100
+    train_module._check_amp("bf16", torch.device("cuda"))

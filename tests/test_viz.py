@@ -54,3 +54,24 @@ def test_bad_video_shape():
 
     with pytest.raises(ValueError, match="expected a video"):
         viz.frame_grid({"x": np.zeros((2, 2))})
+
+
+def test_time_grid_places_frames_at_their_times():
+    coarse = torch.rand(3, 1, 64, 64)  # k = 1: times 0, 1, 2
+    fine = torch.rand(9, 1, 64, 64)  # k = 4: times 0, 1/4, ..., 2
+    fig = viz.time_grid({"truth": (coarse, 1), "fine": (fine, 4)}, k_max=4, t0=5)
+    axes = np.array(fig.axes).reshape(2, 9)
+    assert [bool(ax.images) for ax in axes[0]] == [True] + ([False] * 3 + [True]) * 2
+    assert all(ax.images for ax in axes[1])
+    colour = lambda ax: ax.spines["left"].get_edgecolor()[:3]  # noqa: E731
+    rgb = matplotlib.colors.to_rgb
+    assert colour(axes[1, 0]) == rgb("tab:green")
+    assert colour(axes[1, 4]) == rgb("tab:red")  # the frame time t0 + 1
+    assert colour(axes[1, 2]) == rgb(viz.BETWEEN_COLOR)
+    assert axes[0, 4].get_title() == "t=6"
+    try:
+        viz.time_grid({"x": (coarse, 3)}, k_max=4)
+    except ValueError as err:
+        assert "does not divide" in str(err)
+    else:
+        raise AssertionError("k=3 with k_max=4 was accepted")

@@ -72,7 +72,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         cfg = preset(args.preset, **parse_overrides(args.set))
         opts = Options(device=args.device, amp=args.amp, compile=args.compile,
-                       seed=args.seed, workers=args.workers,
+                       memory_format=args.memory_format, seed=args.seed,
+                       workers=args.workers,
                        log_interval=args.log_interval, ckpt_interval=args.ckpt_interval,
                        max_steps=args.max_steps, time_limit=args.time_limit)
         trainer = Trainer(cfg, args.out, args.data_dir, opts, resume=args.resume,
@@ -138,9 +139,19 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto",
                    help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"],
-                   help="mixed precision through torch.amp (fp16 adds a gradient "
-                        "scaler; both also run on CPU, fp16 slowly there)")
+                   help="mixed precision through torch.amp. bf16 about halves a "
+                        "step on CPUs with bfloat16 instructions (AVX-512 BF16, "
+                        "AMX) and suits GPUs from Ampere on; convolutions and "
+                        "products then round to bfloat16, so the numbers differ "
+                        "from float32 by more than rounding (the book's model was "
+                        "trained so). fp16 adds a gradient scaler: for GPUs without "
+                        "bfloat16 (T4, V100); slow on CPUs. Default: off (float32)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--memory-format", default="auto",
+                   choices=["auto", "channels_last", "contiguous"],
+                   help="layout of the convolutions: auto is channels_last on the "
+                        "CPU (faster there; the same results up to float32 "
+                        "rounding) and contiguous, the official layout, on GPUs")
     p.add_argument("--seed", type=int, default=1, help="seed of data and noise")
     p.add_argument("--workers", type=int, default=0,
                    help="DataLoader processes that prefetch batches")

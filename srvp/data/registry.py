@@ -72,6 +72,11 @@ def _mnist_test_videos(cfg: Config, data_dir, nt: int, n_videos: Optional[int]):
     images, labels = load_mnist(data_dir, split="test")
     seqs = build_test_set(images, labels, deterministic=cfg.deterministic,
                           num_videos=n_videos, progress=False)["sequences"]
+    if nt > len(seqs):  # a longer set draws other paths: it is not this one, longer
+        raise ValueError(f"{nt} frames asked, the official test set rebuilt from the "
+                         f"MNIST digits has {len(seqs)}: build a longer one with "
+                         f"`python -m srvp data mmnist-testset --seq-len {nt} --out "
+                         "DIR` and pass --data-dir DIR")
     return [torch.from_numpy(seqs[:nt, i]).unsqueeze(1) for i in range(seqs.shape[1])]
 
 

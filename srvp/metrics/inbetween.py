@@ -11,15 +11,17 @@ bounces. So a frame at time ``t + j/K`` should
 - have its centre of mass on the segment between theirs, at the fraction
   ``j/K`` of the way (:func:`centroid`).
 
-:func:`inbetween_scores` measures both departures. A model that fades a digit
+:func:`inbetween_scores` measures both departures; :func:`inbetween_eval` averages
+them per test video over several samples of a model. A model that fades a digit
 out and in again between frames, or makes it jump at the frame time, scores
 badly on the first or the second; a bounce or two digits crossing bend the
 straight line, so the error is not zero even for true in-between frames.
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Iterable
 
+import numpy as np
 import torch
 
 
@@ -83,3 +85,56 @@ def inbetween_scores(x_last: torch.Tensor, pred: torch.Tensor,
              + frac[..., None] * c_ends[1:, None])  # (T, k - 1, B, 2)
     return {"ink_ratio": ink(between) / ink_mid.clamp_min(1e-8),
             "centroid_error": (centroid(between) - c_mid).norm(dim=-1)}
+
+
+def _summary(scores: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Per video: mean |ink ratio - 1| and mean centroid error, (B,) each."""
+    return {"ink_error": (scores["ink_ratio"] - 1).abs().mean((0, 1)),
+            "centroid_error": scores["centroid_error"].mean((0, 1))}
+
+
+@torch.no_grad()
+def inbetween_eval(model, batches: Iterable[torch.Tensor], nt_cond: int,
+                   nt_pred: int, k: int, n_samples: int = 5,
+                   seed: int = 1) -> Dict[str, np.ndarray]:
+    """How well ``n_samples`` predictions per video at ``dt = 1/k`` keep ink
+    and straight motion between frame times, one value per video.
+
+    For ``k >= 2``, the scores of :func:`inbetween_scores` over the ``k - 1``
+    frames between two frame times, averaged over the frames and samples:
+    ``ink_error`` (mean |ink ratio - 1|, 0 is perfect) and ``centroid_error``
+    (pixels). For ``k = 1`` there is no frame between two frame times, and the
+    same scores are taken one level up: the frame at ``t + 1`` between those
+    at ``t`` and ``t + 2`` (``nt_pred`` must then be even). The same coarse
+    scores of the true frames, ``truth_ink_error`` and
+    ``truth_centroid_error``, come with every ``k``: how far real motion
+    departs from a straight line over two frames.
+
+    Returns
+    -------
+    dict of (N,) float64 arrays over the N videos of ``batches`` (each
+    (T, B, C, H, W) in [0, 1], T >= nt_cond + nt_pred).
+    """
+    if k < 1:
+        raise ValueError(f"k={k}: must be at least 1")
+    if nt_pred % 2:
+        raise ValueError(f"nt_pred={nt_pred}: the two-frame scores need an even "
+                         "number of predicted frames")
+    torch.manual_seed(seed)
+    device = next(model.parameters()).device
+    out: Dict[str, list] = {}
+    for x in batches:
+        x = x[: nt_cond + nt_pred].to(device)
+        x_cond, truth = x[:nt_cond], x[nt_cond:]
+        pred = model.predict(x_cond, nt_pred, n_samples, dt=1 / k,
+                             intermediate=True)  # (S, T k, B, C, H, W)
+        span = max(k, 2)  # k = 1: the odd frames between the even ones
+        per_sample = [_summary(inbetween_scores(x_cond[-1], s, span))
+                      for s in pred]
+        scores = {n: torch.stack([p[n] for p in per_sample]).mean(0)
+                  for n in per_sample[0]}
+        scores.update({f"truth_{n}": v for n, v in
+                       _summary(inbetween_scores(x_cond[-1], truth, 2)).items()})
+        for name, value in scores.items():
+            out.setdefault(name, []).append(value.double().cpu())
+    return {n: torch.cat(v).numpy() for n, v in out.items()}
