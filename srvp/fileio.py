@@ -15,6 +15,24 @@ except ImportError:  # Windows: no advisory locks; FolderLock does nothing there
     fcntl = None
 
 
+def folder_problem(folder: str | os.PathLike) -> Optional[str]:
+    """Why ``folder`` cannot be made or written, reading only (None: it can).
+
+    ``folder`` itself, or the nearest of its parents that exists, must be a
+    folder this process can write in. The message names no option: each
+    command adds its own.
+    """
+    folder = Path(folder).expanduser()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        where = "" if existing == folder else f": {existing}"
+        return f"{folder}{where} is a file, not a folder: choose a folder path"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return (f"{folder}: cannot write in {existing} (permission denied): "
+                "choose another folder")
+    return None
+
+
 class DiskFullError(OSError):
     """A write failed for want of space; the message names the file."""
 

@@ -27,7 +27,7 @@ from . import run_folder as rf
 from .config import Config
 from .data.batches import StepBatches
 from .data.registry import training_sources, validation_batches
-from .fileio import FolderLock, FolderLockedError, remove_partials
+from .fileio import FolderLock, FolderLockedError, folder_problem, remove_partials
 from .metrics.pixel import psnr
 from .model_registry import build_model, compute_loss
 
@@ -238,16 +238,9 @@ class Trainer:
         """Check ``out`` can take this run, reading only; return the checkpoint
         to resume from (None: start from step 0)."""
         out = self.out
-        for existing in (out, *out.parents):
-            if existing.exists():
-                break
-        if not existing.is_dir():
-            where = "" if existing == out else f": {existing}"
-            raise RunFolderError(f"--out {out}{where} is a file, not a folder: "
-                                 "choose a folder path")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise RunFolderError(f"--out {out}: cannot write in {existing} "
-                                 "(permission denied): choose another --out")
+        problem = folder_problem(out)
+        if problem is not None:
+            raise RunFolderError(f"--out {problem}")
         holder = self._lock.holder()
         if holder is not None:
             raise RunFolderError(f"{out} is in use by another trainer (pid "

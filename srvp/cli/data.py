@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from .. import official_weights as weights
 from ..data import mnist_idx as mnist
 from ..data import moving_mnist_testset as testset
+from ..fileio import folder_problem
 
 _DATA_HELP = ("Prepare datasets: Moving MNIST test sets and MNIST digits; KTH, "
               "Human3.6M and BAIR downloads, conversions and test sets; the "
@@ -105,19 +105,8 @@ def _input_error(args: argparse.Namespace):
     if data_dir is not None and Path(data_dir).expanduser().is_file():
         return f"--data-dir {data_dir} is a file: give the dataset's folder"
     out = getattr(args, "out", None)
-    if out is None:
-        return None
-    out = Path(out).expanduser()
-    if out.exists() and not out.is_dir():
-        return f"--out {out} is a file, not a folder: choose a folder"
-    existing = out
-    while not existing.exists():  # the nearest folder that exists
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"--out {out}: {existing} is a file, not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"--out {out}: permission denied in {existing}; choose another folder"
-    return None
+    problem = None if out is None else folder_problem(out)
+    return None if problem is None else f"--out {problem}"
 
 
 def _checked(func):

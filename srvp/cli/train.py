@@ -7,6 +7,7 @@ import sys
 from typing import Dict, List
 
 from ..config import OFFICIAL_NAMES, PRESETS, Config, SVGSettings, preset
+from ..train import MEMORY_FORMATS
 
 _EPILOG = """examples:
   python -m srvp train --preset cpu --amp bf16 --data-dir MNIST_DIR --out runs/cpu
@@ -147,8 +148,7 @@ def register(subparsers) -> None:
                         "trained so). fp16 adds a gradient scaler: for GPUs without "
                         "bfloat16 (T4, V100); slow on CPUs. Default: off (float32)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--memory-format", default="auto",
-                   choices=["auto", "channels_last", "contiguous"],
+    p.add_argument("--memory-format", default="auto", choices=MEMORY_FORMATS,
                    help="layout of the convolutions: auto is channels_last on the "
                         "CPU (faster there; the same results up to float32 "
                         "rounding) and contiguous, the official layout, on GPUs")
