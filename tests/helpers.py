@@ -4,6 +4,8 @@ import http.server
 import socket
 import threading
 
+import numpy as np
+import pytest
 import torch
 
 from srvp import SRVP, preset
@@ -58,3 +60,17 @@ def dead_url():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}/"
+
+
+def write_avi(path, levels, width=160, height=120):
+    """An MPEG-4 AVI (as KTH's) whose frame t is uniformly gray at ``levels[t]``."""
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for level in levels:
+            frame = np.full((height, width, 3), level, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, "rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)

@@ -6,6 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from helpers import write_avi
 
 from srvp.cli import data as cli
 from srvp.config import PRESETS
@@ -48,20 +49,6 @@ def make_processed(root, persons, trials=(1, 2, 3, 4), **kwargs):
                 video = synthetic_video(person, action, trial, **kwargs)
                 np.save(folder / f"person{person:02d}_{action}_d{trial}.npy", video)
     return root
-
-
-def write_avi(path, levels, width=160, height=120):
-    """An MPEG-4 AVI (as KTH's) whose frame t is uniformly gray at ``levels[t]``."""
-    av = pytest.importorskip("av")
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=25)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for level in levels:
-            frame = np.full((height, width, 3), level, np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, "rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 @pytest.fixture

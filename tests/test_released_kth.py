@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import dead_url
-from test_data_kth import write_avi
+from helpers import dead_url, write_avi
 
 from srvp import SRVP, preset, save_experiment
 from srvp import official_weights as weights
