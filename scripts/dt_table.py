@@ -92,9 +92,12 @@ def main() -> None:
                         "(default: $SRVP_MNIST_DIR)")
     p.add_argument("--work", type=Path, required=True,
                    help="folder for each cell's evaluation (kept, for resuming)")
-    p.add_argument("--n-videos", type=int, default=1000)
-    p.add_argument("--n-samples", type=int, default=100)
-    p.add_argument("--inbetween-samples", type=int, default=5)
+    p.add_argument("--n-videos", type=int, default=1000,
+                   help="first official test videos scored (default 1000)")
+    p.add_argument("--n-samples", type=int, default=100,
+                   help="samples per video of the best-of-N scores (default 100)")
+    p.add_argument("--inbetween-samples", type=int, default=5,
+                   help="samples per video of the in-between measures (default 5)")
     p.add_argument("--out", type=Path, default=ROOT / "book" / "runs" / "dt_table",
                    help="folder for table.json and per_video.npz")
     args = p.parse_args()
