@@ -1,4 +1,4 @@
-"""Our code against the official code itself, on the CPU, one thread each.
+"""Our code against the official code itself, one CPU thread each (CPU or GPU).
 
 Given an export of the official repository (github.com/edouardelasalles/srvp,
 e.g. ``git clone`` or ``git archive``; its code is imported from there, never
@@ -20,6 +20,10 @@ copied here), this times, interleaved in one process:
   ``DataLoader`` with its ``collate_fn``, against the batches our trainer reads
   (``srvp.data.batches.StepBatches``).
 
+With ``--device cuda`` the official training step and test loop run on the GPU
+as its command lines run them (``test.py --device 0``), ours with ``--device
+cuda``; the data part is CPU work and is skipped.
+
 Each repetition times the official call then ours (or the reverse, alternately).
 The table gives per call the median and minimum seconds, the ratio of the medians
 (ours / official: below 1 is faster) and the share of the machine's CPU time that
@@ -28,6 +32,8 @@ shows about 0 %).
 
 Usage:
     python benchmarks/bench_official.py --official PATH --data-dir MNIST_DIR
+    python benchmarks/bench_official.py --official PATH --device cuda \
+        --only train test --batch 128 100 --samples 100 --reps 5
     SRVP_OFFICIAL=PATH python benchmarks/bench_official.py --only train --reps 5
 
 The official code needs nothing beyond torch and numpy for these parts; its
@@ -133,10 +139,17 @@ class CpuShare:
         return None if self.total <= 0 else 100 * self.other / self.total
 
 
+def _sync():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def timed(fn, share: CpuShare) -> float:
+    _sync()
     share.start()
     start = time.perf_counter()
     fn()
+    _sync()
     seconds = time.perf_counter() - start
     share.stop()
     return seconds
@@ -164,7 +177,8 @@ def official_opt(official, cfg):
         beta_z=cfg.beta_z, l2_res=cfg.l2_res, torch_amp=False, apex_amp=False)
 
 
-def train_pair(official, name: str, batch_size: int, data_dir, tmp: Path):
+def train_pair(official, name: str, batch_size: int, data_dir, tmp: Path,
+               device: torch.device):
     """The two training steps of preset ``name`` on one random batch."""
     cfg = preset(name, batch_size=batch_size)
     torch.manual_seed(0)
@@ -173,26 +187,26 @@ def train_pair(official, name: str, batch_size: int, data_dir, tmp: Path):
         cfg.nx, cfg.nc, cfg.nf, cfg.nhx, cfg.ny, cfg.nz, cfg.skipco, cfg.nt_inf,
         cfg.nh_inf, cfg.nlayers_inf, cfg.nh_res, cfg.nlayers_res, cfg.archi)
     model.init(res_gain=cfg.res_gain)
+    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     opt = official_opt(official, cfg)
-    device = torch.device("cpu")
 
     def theirs():
         official.train.train(model.forward, optimizer, None, batch, device, opt)
 
-    trainer = _trainer(cfg, tmp / name, data_dir)
+    trainer = _trainer(cfg, tmp / name, data_dir, device)
     return theirs, lambda: trainer.train_step(batch)
 
 
-def _trainer(cfg, out: Path, data_dir):
+def _trainer(cfg, out: Path, data_dir, device: torch.device):
     """Our trainer of ``cfg``; a video preset is built over Moving MNIST, whose
     digits it reads but never uses (each step is given the batch)."""
     if cfg.dataset not in ("smmnist", "mmnist"):
         cfg = cfg.replace(dataset="smmnist")
-    return Trainer(cfg, out, data_dir, Options(progress=False))
+    return Trainer(cfg, out, data_dir, Options(device=str(device), progress=False))
 
 
-def test_pair(official, data_dir, n_samples: int, tmp: Path):
+def test_pair(official, data_dir, n_samples: int, tmp: Path, device: torch.device):
     """Best of ``n_samples`` for 16 test videos: ``test.main`` and ``evaluate``."""
     from srvp import SRVP, save_experiment  # noqa: PLC0415
     from srvp.data import build_test_set  # noqa: PLC0415
@@ -209,11 +223,14 @@ def test_pair(official, data_dir, n_samples: int, tmp: Path):
     model = SRVP(cfg).eval()
     xp = tmp / "xp"
     save_experiment(model, xp)
+    model.to(device)
+    gpu = (device.index or 0) if device.type == "cuda" else None  # its --device
     opt = official.helper.DotDict(
-        device=None, test_seed=1, lpips_dir=None, xp_dir=str(xp), nt_cond=None,
+        device=gpu, test_seed=1, lpips_dir=None, xp_dir=str(xp), nt_cond=None,
         nt_gen=cfg.nt_cond + 20, n_euler_steps=None, data_dir=str(data),
         batch_size=16, model_name="model.pt", n_samples=n_samples, fvd=False)
-    batches = list(test_batches(cfg, data, cfg.nt_cond + 20, 16, 16))
+    batches = [x.to(device)
+               for x in test_batches(cfg, data, cfg.nt_cond + 20, 16, 16)]
     protocol = Protocol(cfg.nt_cond, 20, n_samples)
 
     def theirs():
@@ -278,30 +295,38 @@ def main() -> None:
     p.add_argument("--batch", type=int, nargs="+", default=[16, 4],
                    help="training batch per preset (default: 16 4)")
     p.add_argument("--reps", type=int, default=10, help="timed calls of each")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default) or cuda: where both models run")
     args = p.parse_args()
     if args.official is None:
         p.error(f"pass --official PATH (or set ${ENV}) to a copy of the official "
                 "code: git clone https://github.com/edouardelasalles/srvp")
     if len(args.batch) != len(args.presets):
         p.error("give one --batch per preset")
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: this PyTorch sees no CUDA device")
     torch.set_num_threads(1)
     official = import_official(args.official.expanduser().resolve())
-    print(f"torch {torch.__version__}, one thread each, {args.reps} interleaved "
-          "calls after one warm-up")
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else "CPU")
+    print(f"torch {torch.__version__}, {where}, one CPU thread each, {args.reps} "
+          "interleaved calls after one warm-up")
     print("| work | official median s | official min s | ours median s "
           "| ours min s | ours / official | CPU taken by others |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         if "train" in args.only:
             for name, batch in zip(args.presets, args.batch):
-                pair = train_pair(official, name, batch, args.data_dir, Path(tmp))
+                pair = train_pair(official, name, batch, args.data_dir, Path(tmp),
+                                  device)
                 print(row(f"training step, {name}, batch {batch}",
                           *interleave(*pair, args.reps)), flush=True)
         if "test" in args.only:
-            pair = test_pair(official, args.data_dir, args.samples, Path(tmp))
+            pair = test_pair(official, args.data_dir, args.samples, Path(tmp), device)
             print(row(f"best of {args.samples}, 16 videos, 5 + 20 frames",
                       *interleave(*pair, max(1, args.reps // 2))), flush=True)
-        if "data" in args.only:
+        if "data" in args.only and device.type == "cpu":
             pair = data_pair(official, args.data_dir, 16)
             print(row("20 Moving MNIST training batches of 16", *interleave(
                 *pair, args.reps * 4)), flush=True)

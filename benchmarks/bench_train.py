@@ -3,7 +3,8 @@
 Runs :class:`srvp.train.Trainer` (data loading, forward, loss, backward, Adam,
 gradient scaler: everything ``python -m srvp train`` runs, except validation and
 periodic checkpoints) for ``--warmup + --steps`` steps of one preset, once per
-``--amp`` mode (and with ``torch.compile`` too with ``--compile``), and prints
+``--amp`` mode (with ``torch.compile`` too with ``--compile``, or only compiled
+with ``--compile yes``), and prints
 it/s over the last ``--steps`` steps, with the peak GPU memory on CUDA.
 
 The authors quote about 6 it/s for the ``smmnist`` preset (batch 128) on one
@@ -36,7 +37,7 @@ AUTHORS_IT_S = {"smmnist": 6.0}
 
 def throughput(name: str, data_dir, device: str, amp: str, compile_: bool,
                warmup: int, steps: int, batch: int | None, changes: dict,
-               memory_format: str = "auto"):
+               memory_format: str = "auto", workers=None):
     """(it/s over the last ``steps`` steps, peak CUDA memory in GiB or None,
     batch size, device). The log's times have 0.1 s resolution: time enough
     steps for that to be small."""
@@ -49,7 +50,7 @@ def throughput(name: str, data_dir, device: str, amp: str, compile_: bool,
                          f"the {name} schedule ({cfg.n_iter} steps): time fewer steps")
     with tempfile.TemporaryDirectory() as out:
         opts = Options(device=device, amp=amp, compile=compile_, log_interval=1,
-                       memory_format=memory_format,
+                       memory_format=memory_format, workers=workers,
                        ckpt_interval=10**9, max_steps=warmup + steps,
                        progress=False)
         trainer = Trainer(cfg, Path(out) / "run", data_dir, opts)
@@ -72,11 +73,17 @@ def main() -> None:
     p.add_argument("--amp", nargs="+", default=None, choices=["off", "bf16", "fp16"],
                    help="precisions to time (default: off bf16 fp16 on CUDA, off "
                         "bf16 on CPU)")
-    p.add_argument("--compile", action="store_true",
-                   help="also time each precision with torch.compile")
+    p.add_argument("--compile", nargs="?", const="both", default="no",
+                   choices=["no", "yes", "both"],
+                   help="torch.compile the model: no (default), yes (compiled only) "
+                        "or both (each precision without and with it; what a bare "
+                        "--compile means)")
     p.add_argument("--memory-format", nargs="+", default=["auto"],
                    choices=["auto", "channels_last", "contiguous"],
                    help="layouts to time (default: auto, the trainer's default)")
+    p.add_argument("--workers", nargs="+", default=["auto"],
+                   help="batch-making processes to time, numbers or auto (default: "
+                        "auto, the trainer's default)")
     p.add_argument("--batch", type=int, help="batch size (default: the preset's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, as in 'srvp train' (repeatable), "
@@ -96,24 +103,33 @@ def main() -> None:
     cuda = args.device.startswith("cuda") or (args.device == "auto"
                                               and torch.cuda.is_available())
     amps = args.amp or (["off", "bf16", "fp16"] if cuda else ["off", "bf16"])
-    compiles = [False, True] if args.compile else [False]
+    try:
+        workers = [None if w == "auto" else int(w) for w in args.workers]
+    except ValueError:
+        p.error(f"--workers takes numbers or auto, not {' '.join(args.workers)}")
+    compiles = {"no": [False], "yes": [True], "both": [False, True]}[args.compile]
 
     print(f"torch {torch.__version__}; preset {args.preset}; {args.warmup} warm-up + "
           f"{args.steps} timed steps; {torch.get_num_threads()} CPU threads"
           + "".join(f"; {k}={v}" for k, v in changes.items()))
     if cuda:
         print(f"GPU: {torch.cuda.get_device_name()}")
-    print(f"{'device':8s} {'amp':5s} {'compile':8s} {'format':14s} {'batch':>5s} "
+    print(f"{'device':8s} {'amp':5s} {'compile':8s} {'format':14s} {'workers':>7s} "
+          f"{'batch':>5s} "
           f"{'it/s':>8s} {'ms/step':>8s} {'peak GiB':>9s}")
     for amp in amps:
         for compile_ in compiles:
             for layout in args.memory_format:
-                it_s, peak, batch, device = throughput(
-                    args.preset, args.data_dir, args.device, amp, compile_,
-                    args.warmup, args.steps, args.batch, changes, layout)
-                mem = f"{peak:9.2f}" if peak is not None else f"{'-':>9s}"
-                print(f"{device.type:8s} {amp:5s} {str(compile_):8s} {layout:14s} "
-                      f"{batch:5d} {it_s:8.2f} {1e3 / it_s:8.1f} {mem}", flush=True)
+                for n_workers in workers:
+                    it_s, peak, batch, device = throughput(
+                        args.preset, args.data_dir, args.device, amp, compile_,
+                        args.warmup, args.steps, args.batch, changes, layout,
+                        n_workers)
+                    mem = f"{peak:9.2f}" if peak is not None else f"{'-':>9s}"
+                    label = "auto" if n_workers is None else str(n_workers)
+                    print(f"{device.type:8s} {amp:5s} {str(compile_):8s} {layout:14s} "
+                          f"{label:>7s} {batch:5d} {it_s:8.2f} {1e3 / it_s:8.1f} "
+                          f"{mem}", flush=True)
     if args.preset in AUTHORS_IT_S:
         print(f"authors, official code, one Titan V, batch 128: about "
               f"{AUTHORS_IT_S[args.preset]:.0f} it/s")

@@ -276,3 +276,35 @@ def test_readme_results_are_those_of_the_shipped_files(label):
             assert abs(shown - value) <= 0.5 * 10**-digits + 1e-12, (label, n, cell)
         checked += 1
     assert checked
+
+
+# ------------------------------------------------------------ the README's speed table
+def _figures(text):
+    """(value, decimals, unit) of each number in ``text`` that is not part of a
+    word (bf16, float32); unit "ms", "s" or ""."""
+    out = []
+    for num, unit in re.findall(r"(?<![\w.])(\d+(?:\.\d+)?)\s*(ms|s)?\b", text):
+        decimals = len(num.split(".")[1]) if "." in num else 0
+        out.append((float(num), decimals, unit))
+    return out
+
+
+def test_readme_speed_table_is_read_from_the_measurement_file():
+    """Every figure of the README's GPU speed table (both timing columns) is a
+    number of ``benchmarks/results/h200.md`` as rounded there (ms from s)."""
+    root = RUNS.parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Speed", 1)[1].split("\n## ", 1)[0]
+    rows = [ln for ln in section.splitlines() if ln.startswith("| ")][2:]
+    measured = [float(x) for x in re.findall(
+        r"\d+(?:\.\d+)?", (root / "benchmarks" / "results" / "h200.md").read_text())]
+    assert len(rows) >= 4
+    checked = 0
+    for row in rows:
+        for cell in [c.strip() for c in row.strip("|").split("|")][1:]:
+            for value, decimals, unit in _figures(cell.split("(")[0]):
+                scale = 1e3 if unit == "ms" else 1.0
+                assert any(abs(round(m * scale, decimals) - value) < 1e-9
+                           for m in measured), (row, value)
+                checked += 1
+    assert checked >= 9

@@ -20,6 +20,8 @@ from srvp.train import (
     kl_weight,
     loss_config,
     lr_at,
+    resolve_memory_format,
+    resolve_workers,
     train,
 )
 
@@ -191,6 +193,44 @@ def test_memory_format_is_channels_last_on_cpu_with_the_same_numbers(tmp_path,
     with pytest.raises(ValueError, match="--memory-format"):
         Trainer(_cfg(), tmp_path / "bad", tiny_mnist_dir,
                 Options(progress=False, memory_format="nhwc"))
+
+
+def test_auto_memory_format_follows_the_device_and_precision():
+    """auto: channels-last where it measured faster (CPUs; GPUs under mixed
+    precision), the official contiguous layout for float32 on GPUs; a named
+    layout is kept everywhere."""
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    last, contiguous = torch.channels_last, torch.contiguous_format
+    for amp in ("off", "bf16", "fp16"):
+        assert resolve_memory_format("auto", cpu, amp) == last
+        assert resolve_memory_format("contiguous", cpu, amp) == contiguous
+        assert resolve_memory_format("channels_last", gpu, amp) == last
+    assert resolve_memory_format("auto", gpu, "off") == contiguous
+    assert resolve_memory_format("auto", gpu, "bf16") == last
+    assert resolve_memory_format("auto", gpu, "fp16") == last
+
+
+def test_auto_workers_make_batches_beside_a_gpu_only(monkeypatch):
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert resolve_workers(None, cpu, 1) == 0  # the cores train
+    assert resolve_workers(None, gpu, 1) == 4
+    assert resolve_workers(None, gpu, 8) == 1  # 2 cores per process, 1 drives
+    assert resolve_workers(3, cpu, 1) == 3  # a number is kept
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert resolve_workers(None, gpu, 1) == 0
+
+
+def test_workers_give_the_same_batches_and_weights(tmp_path, tiny_mnist_dir):
+    """Batches made in two worker processes train the same weights as batches
+    made in the training process."""
+    runs = {}
+    for workers in (0, 2):
+        out = tmp_path / str(workers)
+        train(_cfg(), out, tiny_mnist_dir, progress=False, max_steps=3,
+              workers=workers)
+        runs[workers] = _params(out)
+    _assert_same(runs[0], runs[2])
 
 
 def test_fp16_gradient_scaler_is_checkpointed_and_resumed(tmp_path, tiny_mnist_dir):

@@ -150,11 +150,14 @@ def register(subparsers) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--memory-format", default="auto", choices=MEMORY_FORMATS,
                    help="layout of the convolutions: auto is channels_last on the "
-                        "CPU (faster there; the same results up to float32 "
-                        "rounding) and contiguous, the official layout, on GPUs")
+                        "CPU and with --amp on GPUs (faster there; the same results "
+                        "up to float32 rounding), else contiguous, the official "
+                        "layout")
     p.add_argument("--seed", type=int, default=1, help="seed of data and noise")
-    p.add_argument("--workers", type=int, default=0,
-                   help="DataLoader processes that prefetch batches")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes that make the batches beside the training "
+                        "(default: 0 on the CPU, whose cores train; up to 4 per GPU, "
+                        "one core left to drive it); the batches are the same")
     p.add_argument("--log-interval", type=int, default=10,
                    help="steps between log.jsonl records")
     p.add_argument("--ckpt-interval", type=int, default=100,
