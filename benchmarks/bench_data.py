@@ -10,7 +10,9 @@ Sequences per second (15 frames, 2 digits, 64x64) of
   official ``collate_fn`` into (T, B, C, H, W) float tensors in [0, 1];
 - ``srvp generate``: :meth:`srvp.data.MovingMNIST.generate` on whole chunks;
 - ``srvp getitem+collate``: item by item through ``__getitem__`` then
-  :func:`srvp.data.collate_fn`, i.e. what a single-process DataLoader does.
+  :func:`srvp.data.collate_fn`, i.e. what a single-process DataLoader does;
+- ``srvp trainer batches``: :class:`srvp.data.batches.StepBatches`, the float
+  batches the trainer reads, one step after another.
 
 Each candidate is timed in several interleaved rounds and its best round is kept,
 which makes the ratios robust to other load on the machine. Speed-ups compare
@@ -31,6 +33,7 @@ import numpy as np
 import torch
 
 from srvp.data import MovingMNIST, collate_fn, load_mnist
+from srvp.data.batches import StepBatches
 from srvp.data.mnist_idx import MNISTNotFoundError
 from srvp.data.moving_mnist_testset import official_trajectory
 
@@ -101,6 +104,8 @@ def main():
     np.random.seed(0)
     ds = MovingMNIST(digits, seq_len=SEQ_LEN, seed=0)
     bsz = args.batch_size
+    steps, counter = StepBatches(ds, bsz, seed=0, rank=0, n_steps=10**9), iter(
+        range(10**9))
     candidates = {
         "official getitem": (lambda: official_style_sequence(digits), 1),
         "official getitem+collate": (lambda: official_style_collate(
@@ -108,13 +113,15 @@ def main():
         "srvp generate": (lambda: ds.generate(ds.chunk_size), ds.chunk_size),
         "srvp getitem+collate": (lambda: collate_fn([ds[i] for i in range(bsz)]),
                                  bsz),
+        "srvp trainer batches": (lambda: steps[next(counter)], bsz),
     }
     rates = dict(zip(candidates, best_rates(list(candidates.values()), args.rounds,
                                             args.seconds)))
     baseline = {"official getitem": "official getitem",
                 "official getitem+collate": "official getitem+collate",
                 "srvp generate": "official getitem",
-                "srvp getitem+collate": "official getitem+collate"}
+                "srvp getitem+collate": "official getitem+collate",
+                "srvp trainer batches": "official getitem+collate"}
     print(f"Moving MNIST, {SEQ_LEN} frames, 2 digits, 64x64, one thread; {source}, "
           f"batch {bsz}, chunk_size {ds.chunk_size}")
     print(f"{'generator':<26} {'sequences/s':>12} {'speed-up':>9}")
