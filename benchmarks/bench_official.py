@@ -206,7 +206,8 @@ def _trainer(cfg, out: Path, data_dir, device: torch.device):
     return Trainer(cfg, out, data_dir, Options(device=str(device), progress=False))
 
 
-def test_pair(official, data_dir, n_samples: int, tmp: Path, device: torch.device):
+def test_pair(official, data_dir, n_samples: int, tmp: Path, device: torch.device,
+              amp: str = "off"):
     """Best of ``n_samples`` for 16 test videos: ``test.main`` and ``evaluate``."""
     from srvp import SRVP, save_experiment  # noqa: PLC0415
     from srvp.data import build_test_set  # noqa: PLC0415
@@ -231,7 +232,7 @@ def test_pair(official, data_dir, n_samples: int, tmp: Path, device: torch.devic
         batch_size=16, model_name="model.pt", n_samples=n_samples, fvd=False)
     batches = [x.to(device)
                for x in test_batches(cfg, data, cfg.nt_cond + 20, 16, 16)]
-    protocol = Protocol(cfg.nt_cond, 20, n_samples)
+    protocol = Protocol(cfg.nt_cond, 20, n_samples, amp=amp)
 
     def theirs():
         with torch.enable_grad(), open(os.devnull, "w") as quiet, \
@@ -295,6 +296,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, nargs="+", default=[16, 4],
                    help="training batch per preset (default: 16 4)")
     p.add_argument("--reps", type=int, default=10, help="timed calls of each")
+    p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"],
+                   help="precision of our test loop (evaluate --amp; default off, "
+                        "float32 like the official loop)")
     p.add_argument("--device", default="cpu",
                    help="cpu (default) or cuda: where both models run")
     args = p.parse_args()
@@ -323,8 +327,10 @@ def main() -> None:
                 print(row(f"training step, {name}, batch {batch}",
                           *interleave(*pair, args.reps)), flush=True)
         if "test" in args.only:
-            pair = test_pair(official, args.data_dir, args.samples, Path(tmp), device)
-            print(row(f"best of {args.samples}, 16 videos, 5 + 20 frames",
+            pair = test_pair(official, args.data_dir, args.samples, Path(tmp), device,
+                             args.amp)
+            ours_amp = "" if args.amp == "off" else f", ours in {args.amp}"
+            print(row(f"best of {args.samples}, 16 videos, 5 + 20 frames{ours_amp}",
                       *interleave(*pair, max(1, args.reps // 2))), flush=True)
         if "data" in args.only and device.type == "cpu":
             pair = data_pair(official, args.data_dir, 16)

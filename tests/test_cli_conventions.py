@@ -121,6 +121,7 @@ BAD_VALUES = {
     "i3d weights missing": (["--i3d-weights", "{tmp}/i3d.pt"],
                             "--i3d-weights {tmp}/i3d.pt: no such file"),
     "keep-samples -2": (["--keep-samples", "-2"], "--keep-samples -2"),
+    "amp fp16 on the CPU": (["--device", "cpu", "--amp", "fp16"], "use --amp bf16"),
     "checkpoint missing": (["--checkpoint", "nope.pt"], "no PyTorch state dict"),
     "checkpoint garbage": (["--checkpoint", "bad.pt"], "truncated or damaged"),
 }

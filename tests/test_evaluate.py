@@ -150,6 +150,26 @@ def test_real_model_end_to_end_and_files(tmp_path):
                                                          "results_samples.npz"]
 
 
+def test_bf16_predictions_score_close_to_float32_and_are_recorded():
+    """amp="bf16": the same noise, predictions under bfloat16 autocast, scores in
+    float32 and within a little of the float32 ones; the report says so, and a
+    float32 report reads as before the option (no "amp" key)."""
+    torch.manual_seed(0)
+    model, cfg = tiny()
+    model.eval()
+    x = video(cfg, nt=cfg.nt_gen, bsz=4)
+    runs = {amp: evaluate(model, [x], Protocol(cfg.nt_cond, cfg.nt_gen - cfg.nt_cond,
+                                               4, amp=amp), progress=False)
+            for amp in ("off", "bf16")}
+    a, b = (runs[k].metrics["psnr"]["per_video"] for k in ("off", "bf16"))
+    assert a.dtype == b.dtype == np.float64 and not np.array_equal(a, b)
+    assert np.abs(a - b).max() < 0.05  # dB: bf16 rounding, not other samples
+    assert "amp" not in runs["off"].report()["protocol"]
+    assert runs["bf16"].report()["protocol"]["amp"] == "bf16"
+    with pytest.raises(ValueError, match="amp='int8'"):
+        Protocol(3, 4, amp="int8")
+
+
 def test_cli_on_a_run_folder(tmp_path, tiny_mnist_dir):
     import subprocess
     import sys

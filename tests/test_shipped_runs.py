@@ -100,7 +100,8 @@ def test_every_run_records_its_schedule_command_and_evaluation(run):
         assert metric["ci95"] == pytest.approx(ci95(metric["per_video"]))
 
 
-@pytest.mark.parametrize("path", sorted(RUNS.glob("*/results_*.json")),
+@pytest.mark.parametrize("path", sorted(p for p in RUNS.glob("*/results_*.json")
+                                       if p.stem.split("_")[1].isdigit()),
                          ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_extra_evaluations_cover_the_videos_they_name(path):
     # results_5000.json: the whole test set, summary only
@@ -115,6 +116,23 @@ def test_extra_evaluations_cover_the_videos_they_name(path):
         assert 0 < metric["ci95"] < first["metrics"][name]["ci95"]
         assert abs(metric["mean"] - first["metrics"][name]["mean"]) < \
             first["metrics"][name]["ci95"]
+
+
+def test_the_bf16_evaluation_is_the_recorded_one_in_another_precision():
+    """cpu/results_bf16.json (chapter 5): the protocol of results.json with
+    amp bf16, the same videos, summaries that its per-video scores give, and
+    scores close to float32 video by video (the same noise, other rounding)."""
+    fast = json.loads((RUNS / "cpu" / "results_bf16.json").read_text())
+    first = json.loads((RUNS / "cpu" / "results.json").read_text())
+    assert fast["protocol"] == {**first["protocol"], "amp": "bf16"}
+    for name, metric in fast["metrics"].items():
+        a = np.asarray(first["metrics"][name]["per_video"])
+        b = np.asarray(metric["per_video"])
+        assert metric["n"] == len(b) == len(a)
+        assert metric["mean"] == pytest.approx(b.mean())
+        assert metric["ci95"] == pytest.approx(ci95(b))
+        assert abs((b - a).mean()) < 0.1 * first["metrics"][name]["ci95"]
+        assert not np.array_equal(a, b)
 
 
 # ------------------------------------------------------------------ history.csv

@@ -84,7 +84,8 @@ def _run(args: argparse.Namespace) -> int:
             nt_cond, nt_gen - nt_cond,
             cfg.n_samples if args.n_samples is None else args.n_samples,
             dt=None if args.n_euler_steps is None else 1 / args.n_euler_steps,
-            seed=args.seed)
+            seed=args.seed, amp=args.amp)
+        _check_amp(args.amp, device)
         batches = _test_batches(cfg, args, nt_gen)  # the data before LPIPS
         lpips_model = None if args.no_lpips else _lpips(args)
     except (FileNotFoundError, ValueError, ImportError) as err:
@@ -129,6 +130,17 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.keep_samples < -1:
         raise ValueError(f"--keep-samples {args.keep_samples}: give N >= 0, or -1 "
                          "for all videos")
+
+
+def _check_amp(amp: str, device: torch.device) -> None:
+    from ..train import _native_bf16
+
+    if amp == "fp16" and device.type == "cpu":
+        raise ValueError("--amp fp16: float16 is slower than float32 on CPUs; use "
+                         "--amp bf16 there, or --amp off")
+    if amp == "bf16" and device.type == "cuda" and not _native_bf16(device):
+        raise ValueError(f"--amp bf16: {torch.cuda.get_device_name(device)} has no "
+                         "native bfloat16; use --amp fp16 there, or --amp off")
 
 
 def _check_writable(out: Path) -> None:
@@ -225,6 +237,12 @@ def register(subparsers) -> None:
                         "batch size gives other samples and scores that differ "
                         "within their 95%% interval")
     p.add_argument("--seed", type=int, default=1, help="test seed (official: 1)")
+    p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"],
+                   help="precision of the predictions (scores are computed in "
+                        "float32): off, float32 as in the paper (default); bf16 "
+                        "is about 2x faster on CPUs with AVX-512 BF16 or AMX and "
+                        "on recent GPUs, and moves the scores by a few thousandths "
+                        "of a dB (book ch. 5); fp16 for GPUs without bf16")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument("--lpips-weights", metavar="PATH",
