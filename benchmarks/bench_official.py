@@ -10,11 +10,11 @@ copied here), this times, interleaved in one process:
 - ``test``: best of ``--samples`` (20) futures for 16 test videos of Stochastic
   Moving MNIST (5 + 20 frames), PSNR and SSIM: the official ``test.main`` (its
   whole test loop, reading a test-set file and an experiment folder written
-  here) against ``srvp.evaluate.evaluate``. The official loop also computes
-  LPIPS with a network that it moves to CUDA; on the CPU it is replaced by a
-  stand-in returning zeros, and ours runs without LPIPS, so both compute the
-  same scores; its FVD module (TensorFlow) is never called and is stood in for
-  too;
+  here) against ``srvp.evaluate.evaluate`` (in float32, or in the precision of
+  ``--amp``). The official loop also computes LPIPS with a network whose weights
+  it downloads; it is replaced by a stand-in returning zeros, and ours runs
+  without LPIPS, so both compute the same scores; its FVD module (TensorFlow)
+  is never called and is stood in for too;
 - ``data``: a training batch of Stochastic Moving MNIST: the official
   ``MovingMNIST`` generator (built on the same MNIST digits) through a
   ``DataLoader`` with its ``collate_fn``, against the batches our trainer reads
@@ -68,7 +68,7 @@ ENV = "SRVP_OFFICIAL"
 
 
 class _NoLPIPS:
-    """Stand-in for the official LPIPS model (which needs CUDA): zeros."""
+    """Stand-in for the official LPIPS model (weights fetched at run time): zeros."""
 
     def __init__(self, *args, **kwargs):
         pass
@@ -80,7 +80,8 @@ class _NoLPIPS:
 def import_official(path: Path) -> types.SimpleNamespace:
     """The official modules, imported from ``path``. Stand-ins: ``args`` and
     ``configargparse`` (command lines, not run), the FVD module (TensorFlow,
-    not called) and the LPIPS model (CUDA only; see the module docstring)."""
+    not called) and the LPIPS model (weights fetched at run time; see the
+    module docstring)."""
     if not (path / "module" / "srvp.py").is_file():
         raise SystemExit(f"{path} holds no module/srvp.py: give the folder of an "
                          "export of github.com/edouardelasalles/srvp")
