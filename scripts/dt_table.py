@@ -72,6 +72,7 @@ def _cell(train_k: int, test_k: int, work: Path, args) -> dict:
         _inbetween(run, test_k, stem.with_suffix(".npz"), args)
     res = json.loads(stem.with_suffix(".json").read_text())
     if res["protocol"]["n_samples"] != args.n_samples or \
+            res["protocol"].get("amp", "off") != "off" or \
             len(res["metrics"]["psnr"]["per_video"]) != args.n_videos:
         raise SystemExit(f"{stem}.json was made with another protocol: remove it")
     arrays = {m: np.asarray(res["metrics"][m]["per_video"]) for m in METRICS}

@@ -43,8 +43,9 @@ class Protocol:
     Euler step ``dt`` (None: the training step) from the test seed ``seed``
     (the official protocol uses 1). ``amp``: ``"off"`` (float32, the paper's) or
     ``"bf16"``/``"fp16"``: the predictions run under ``torch.autocast`` in that
-    precision (the same noise; the scores are computed in float32), faster where
-    the hardware computes it, and moving the scores slightly (book ch. 5)."""
+    precision (the same random draws, rounded to it; the scores are computed in
+    float32), faster where the hardware computes it, and moving the scores
+    slightly (book ch. 5)."""
 
     nt_cond: int
     nt_pred: int

@@ -156,9 +156,10 @@ def resolve_memory_format(name: str, device: torch.device,
 def resolve_workers(workers: Optional[int], device: torch.device, world: int) -> int:
     """DataLoader processes that make the batches: ``workers`` if given, else
     none on the CPU (its cores run the model) and, on a GPU, up to 4 per
-    process, leaving one core each to drive its GPU: made in the training
-    process, a smmnist batch of 128 took 24 ms of an 81 ms step on an H200
-    (``benchmarks/gpu_checks.sh``). The batches are the same either way."""
+    process, leaving one core each to drive its GPU (in one run on an H200,
+    ``smmnist`` batch 128 in float32: 97 ms per step with the batches made in
+    the training process, 63 ms with 4 workers; ``benchmarks/results/h200.md``).
+    The batches are the same either way."""
     if workers is not None:
         return workers
     if device.type == "cpu":
@@ -242,9 +243,9 @@ class Trainer:
         torch.manual_seed(opts.seed)  # the same initial weights on every rank
         random.seed(opts.seed)  # the global generators too: a run is reproducible
         np.random.seed(opts.seed % 2**32)
-        self.model = build_model(cfg).to(
-            self.device, memory_format=resolve_memory_format(
-                opts.memory_format, self.device, opts.amp))
+        self.memory_format = resolve_memory_format(opts.memory_format, self.device,
+                                                   opts.amp)
+        self.model = build_model(cfg).to(self.device, memory_format=self.memory_format)
         self.net = self._wrap(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=opts.amp == "fp16")
@@ -566,8 +567,13 @@ class Trainer:
                                              for c in self.changes]
         if self.run_info is None and not info and not history:
             return
+        layout = ("channels_last" if self.memory_format == torch.channels_last
+                  else "contiguous")
+        used = {"device": str(self.device), "memory_format": layout,
+                "workers": resolve_workers(self.opts.workers, self.device, self.world)}
         rf.write_run_info(self.out, {**info, **(self.run_info or {}),
-                                     "options": asdict(self.opts), "history": history})
+                                     "options": asdict(self.opts), "used": used,
+                                     "history": history})
 
     def _validate_and_keep_best(self, val) -> None:
         self._check_finite()

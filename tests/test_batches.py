@@ -71,3 +71,24 @@ def test_loader_workers_get_the_same_batches(digits):
     assert len(got) == len(order)
     for step, batch in zip(order, got):
         assert torch.equal(batch, alone[step]), step
+
+
+def test_a_worker_makes_the_steps_it_will_be_asked_for(digits, monkeypatch):
+    """A DataLoader gives worker k of W the steps k, k + W, ...: asked for step 5
+    by a worker of 3, the block holds 5, 8, 11, 14, and none is made twice."""
+    import types
+
+    ds = MovingMNIST(digits, seq_len=4)
+    calls = []
+    many = ds.generate_many
+    monkeypatch.setattr(ds, "generate_many",
+                        lambda n, rngs: calls.append(len(rngs)) or many(n, rngs))
+    monkeypatch.setattr(torch.utils.data, "get_worker_info",
+                        lambda: types.SimpleNamespace(num_workers=3, id=2))
+    steps = StepBatches(ds, 2, seed=1, rank=0, n_steps=13, block=4)
+    steps[5]
+    assert sorted(steps._ready) == [8, 11]  # 14 is past the last step, 12
+    steps[8], steps[11]
+    assert calls == [3]
+    steps[2]  # outside the block: a new one
+    assert calls == [3, 4] and sorted(steps._ready) == [5, 8, 11]

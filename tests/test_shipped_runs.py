@@ -307,22 +307,49 @@ def _figures(text):
     return out
 
 
+def _h200():
+    """Readers of benchmarks/results/h200.md: a cell of the official-code table
+    (row prefix, column) and the it/s of a bench_train.py line (its first fields)."""
+    lines = (RUNS.parents[1] / "benchmarks" / "results" / "h200.md").read_text(
+        ).splitlines()
+
+    def cell(prefix, column):
+        row = next(ln for ln in lines if ln.startswith(f"| {prefix}"))
+        return float(row.strip("|").split("|")[column])
+
+    def it_s(*fields):
+        row = next(ln.split() for ln in lines if tuple(ln.split()[:6]) == fields)
+        return float(row[6])
+
+    authors = float(re.search(r"about (\d+) it/s", "\n".join(lines)).group(1))
+    return cell, it_s, authors
+
+
 def test_readme_speed_table_is_read_from_the_measurement_file():
-    """Every figure of the README's GPU speed table (both timing columns) is a
-    number of ``benchmarks/results/h200.md`` as rounded there (ms from s)."""
-    root = RUNS.parents[1]
-    readme = (root / "README.md").read_text(encoding="utf-8")
+    """Each figure of the README's GPU speed table, in its row and column, is
+    the measurement of benchmarks/results/h200.md it stands for, as rounded."""
+    cell, it_s, authors = _h200()
+    s_ms = 1e3  # the official-code table is in seconds
+    expected = {
+        "a training step, `smmnist`": [cell("training step, smmnist", 1) * s_ms,
+                                       cell("training step, smmnist", 3) * s_ms],
+        "a training step, `kth`": [cell("training step, kth", 1) * s_ms,
+                                   cell("training step, kth", 3) * s_ms],
+        "best of 100 samples": [cell("best of 100", 1), cell("best of 100", 3)],
+        "`train --preset smmnist`": [
+            authors,
+            it_s("cuda", "off", "False", "contiguous", "auto", "128"),
+            it_s("cuda", "bf16", "False", "channels_last", "auto", "128"),
+            it_s("cuda", "bf16", "True", "channels_last", "auto", "128")],
+    }
+    readme = (RUNS.parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Speed", 1)[1].split("\n## ", 1)[0]
     rows = [ln for ln in section.splitlines() if ln.startswith("| ")][2:]
-    measured = [float(x) for x in re.findall(
-        r"\d+(?:\.\d+)?", (root / "benchmarks" / "results" / "h200.md").read_text())]
-    assert len(rows) >= 4
-    checked = 0
-    for row in rows:
-        for cell in [c.strip() for c in row.strip("|").split("|")][1:]:
-            for value, decimals, unit in _figures(cell.split("(")[0]):
-                scale = 1e3 if unit == "ms" else 1.0
-                assert any(abs(round(m * scale, decimals) - value) < 1e-9
-                           for m in measured), (row, value)
-                checked += 1
-    assert checked >= 9
+    assert len(rows) == len(expected)
+    for row, (label, values) in zip(rows, expected.items()):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[0].startswith(label), (cells[0], label)
+        shown = [f for c in cells[1:] for f in _figures(c.split("(")[0])]
+        assert len(shown) == len(values), row
+        for (value, decimals, _), want in zip(shown, values):
+            assert abs(value - round(want, decimals)) < 1e-9, (row, value, want)

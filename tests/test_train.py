@@ -212,13 +212,36 @@ def test_auto_memory_format_follows_the_device_and_precision():
 
 def test_auto_workers_make_batches_beside_a_gpu_only(monkeypatch):
     cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)),
+                        raising=False)
     assert resolve_workers(None, cpu, 1) == 0  # the cores train
     assert resolve_workers(None, gpu, 1) == 4
     assert resolve_workers(None, gpu, 8) == 1  # 2 cores per process, 1 drives
     assert resolve_workers(3, cpu, 1) == 3  # a number is kept
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert resolve_workers(None, gpu, 1) == 0
+    monkeypatch.delattr(os, "sched_getaffinity")  # macOS, Windows
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    assert resolve_workers(None, gpu, 1) == 2
+
+
+def test_the_trainer_lays_out_and_records_what_it_was_asked(tmp_path, tiny_mnist_dir,
+                                                            monkeypatch):
+    import srvp.train as train_module
+
+    asked = []
+    resolve = train_module.resolve_memory_format
+    monkeypatch.setattr(train_module, "resolve_memory_format",
+                        lambda *a: asked.append(a) or resolve(*a))
+    Trainer(_cfg(), tmp_path, tiny_mnist_dir,
+            Options(progress=False, amp="bf16", memory_format="contiguous"))
+    assert ("contiguous", torch.device("cpu"), "bf16") in asked
+    t = Trainer(_cfg(), tmp_path / "run", tiny_mnist_dir,
+                Options(progress=False, max_steps=1), run_info={"argv": ["test"]})
+    t.fit()
+    used = json.loads((tmp_path / "run" / "run.json").read_text())["used"]
+    assert used == {"device": "cpu", "memory_format": "channels_last", "workers": 0}
+    assert t.memory_format == torch.channels_last
 
 
 def test_workers_give_the_same_batches_and_weights(tmp_path, tiny_mnist_dir):

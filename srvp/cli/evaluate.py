@@ -69,6 +69,7 @@ def _run(args: argparse.Namespace) -> int:
     try:  # every check before the evaluation: a bad value writes nothing
         _check_args(args)
         device = resolve_device(args.device)
+        _check_amp(args.amp, device)
         _check_writable(out)
         if out.exists() and not args.overwrite:
             raise ValueError(f"{out} already holds an evaluation: pass --overwrite to "
@@ -85,7 +86,6 @@ def _run(args: argparse.Namespace) -> int:
             cfg.n_samples if args.n_samples is None else args.n_samples,
             dt=None if args.n_euler_steps is None else 1 / args.n_euler_steps,
             seed=args.seed, amp=args.amp)
-        _check_amp(args.amp, device)
         batches = _test_batches(cfg, args, nt_gen)  # the data before LPIPS
         lpips_model = None if args.no_lpips else _lpips(args)
     except (FileNotFoundError, ValueError, ImportError) as err:

@@ -216,9 +216,9 @@ def sample_trajectories(
     ----------
     rng : numpy.random.Generator, or a sequence of G of them
         Source of randomness (initial conditions and stochastic bounces). With
-        G generators, ``n`` trajectories are drawn from each, in turn (G n in
-        all), each generator giving exactly what it gives alone: batches of
-        several seeds are simulated at once.
+        G distinct generators, ``n`` trajectories are drawn from each, in turn
+        (G n in all), each generator giving exactly what it gives alone: batches
+        of several seeds are simulated at once.
     n : int
         Number of trajectories (per generator).
     seq_len : int
@@ -244,6 +244,9 @@ def sample_trajectories(
         init = np.concatenate([initial_conditions(r, n, max_speed, limits)
                                for r in rngs])
     init = np.asarray(init, dtype=np.int64)
+    if init.shape != (len(rngs) * n, 4):
+        raise ValueError(f"init has shape {init.shape}: expected ({len(rngs) * n}, 4), "
+                         f"n = {n} starts for each of {len(rngs)} generator(s)")
     state = [init[:, 0].astype(np.float64), init[:, 1].astype(np.float64),
              init[:, 2].copy(), init[:, 3].copy()]
     out = np.empty((len(init), seq_len, 4), dtype=np.int64)
@@ -419,9 +422,9 @@ class MovingMNIST(torch.utils.data.Dataset):
                                   return_latents)
 
     def generate_many(self, n: int, rngs, return_latents: bool = False):
-        """:meth:`generate` for several generators at once: ``n`` videos from
-        each, in turn ((G n, T, 1, H, W)), each generator's videos exactly those
-        of ``generate(n, rng=...)`` (several times faster for small ``n``)."""
+        """:meth:`generate` for several distinct generators at once: ``n`` videos
+        from each, in turn ((G n, T, 1, H, W)), each generator's videos exactly
+        those of ``generate(n, rng=...)`` (several times faster for small ``n``)."""
         d = self.num_digits
         limits = (self.frame_size - self.digits.shape[1],
                   self.frame_size - self.digits.shape[2])
