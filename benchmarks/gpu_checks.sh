@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The measurements that need a GPU, in one run (about six minutes on one recent GPU):
+# The measurements that need a GPU, in one run (four minutes on one H200):
 #   1. the CUDA-only tests (pytest -m gpu: tests/test_gpu.py, tests/test_fvd.py);
 #   2. our training step and best-of-100 test loop against the official code's
 #      own (bench_official.py --device cuda; needs SRVP_OFFICIAL, an export of
