@@ -54,7 +54,11 @@ def test_a_run_trained_on_the_gpu_loads_and_predicts_on_the_cpu(tmp_path,
                                                               tiny_mnist_dir, amp):
     cfg = preset("smoke", **SMOKE)
     t = train(cfg, tmp_path, tiny_mnist_dir, progress=False, device="cuda", amp=amp)
-    assert t.device.type == "cuda" and t.step == cfg.n_iter
+    assert t.device == torch.device("cuda", torch.cuda.current_device())  # named
+    assert t.step == cfg.n_iter
+    # channels-last under mixed precision on GPUs, the official layout in float32
+    assert t.memory_format == (torch.contiguous_format if amp == "off"
+                               else torch.channels_last)
     assert all(p.is_cuda and torch.isfinite(p).all() for p in t.model.parameters())
     if amp == "fp16":
         assert t.scaler.is_enabled()
