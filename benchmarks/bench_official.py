@@ -62,6 +62,7 @@ from srvp import preset  # noqa: E402
 from srvp.data import load_mnist  # noqa: E402
 from srvp.data.batches import StepBatches  # noqa: E402
 from srvp.data.moving_mnist import MovingMNIST  # noqa: E402
+from srvp.precision import AMP_MODES  # noqa: E402
 from srvp.train import Options, Trainer  # noqa: E402
 
 ENV = "SRVP_OFFICIAL"
@@ -297,7 +298,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, nargs="+", default=[16, 4],
                    help="training batch per preset (default: 16 4)")
     p.add_argument("--reps", type=int, default=10, help="timed calls of each")
-    p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"],
+    p.add_argument("--amp", default="off", choices=AMP_MODES,
                    help="precision of our test loop (evaluate --amp; default off, "
                         "float32 like the official loop)")
     p.add_argument("--device", default="cpu",

@@ -28,6 +28,7 @@ import torch
 
 from srvp import preset
 from srvp.cli.train import parse_overrides
+from srvp.precision import AMP_MODES
 from srvp.run_folder import read_log
 from srvp.train import Options, Trainer
 
@@ -70,7 +71,7 @@ def main() -> None:
     p.add_argument("--preset", default="smmnist", help="preset to train (Moving MNIST)")
     p.add_argument("--data-dir", help="MNIST IDX files (default: $SRVP_MNIST_DIR)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--amp", nargs="+", default=None, choices=["off", "bf16", "fp16"],
+    p.add_argument("--amp", nargs="+", default=None, choices=AMP_MODES,
                    help="precisions to time (default: off bf16 fp16 on CUDA, off "
                         "bf16 on CPU)")
     p.add_argument("--compile", nargs="?", const="both", default="no",

@@ -10,7 +10,6 @@ repeated.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import asdict, dataclass, replace
 from typing import Callable, Dict, Iterable, Optional
@@ -20,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .metrics.pixel import psnr, ssim
+from .precision import AMP_MODES, autocast
 
 LOWER_IS_BETTER = {"lpips"}
 N_KEPT_RANDOM = 5  # random samples kept per video, as the official test.py
@@ -61,15 +61,12 @@ class Protocol:
                                  "integer of at least 1")
         if self.dt is not None and not 0 < self.dt <= 1:
             raise ValueError(f"dt={self.dt}: the Euler step must be 1/K, K >= 1")
-        if self.amp not in ("off", "bf16", "fp16"):
-            raise ValueError(f"amp={self.amp!r}: choose off, bf16 or fp16")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp={self.amp!r}: choose {', '.join(AMP_MODES)}")
 
     def autocast(self, device: torch.device):
         """The precision context of the predictions."""
-        if self.amp == "off":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
-        return torch.autocast(device.type, dtype=dtype)
+        return autocast(self.amp, device)
 
 
 @dataclass

@@ -30,6 +30,7 @@ from .data.registry import training_sources, validation_batches
 from .fileio import FolderLock, FolderLockedError, folder_problem, remove_partials
 from .metrics.pixel import psnr
 from .model_registry import build_model, compute_loss
+from .precision import autocast, check_amp
 
 
 class TrainingDiverged(RuntimeError):
@@ -458,10 +459,7 @@ class Trainer:
         return terms
 
     def _autocast(self):
-        if self.opts.amp == "off":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.opts.amp == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast(self.opts.amp, self.device)
 
     @torch.no_grad()
     def validate(self, batches) -> float:
@@ -609,22 +607,8 @@ def _catch_signals(trainer: Trainer):
             signal.signal(s, h)
 
 
-def _native_bf16(device: torch.device) -> bool:
-    """Whether a CUDA device computes bfloat16 natively (Ampere, compute
-    capability 8.0, and later; a T4 or V100 only emulates it)."""
-    try:
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    except TypeError:  # older torch: no emulation flag
-        return torch.cuda.get_device_capability(device)[0] >= 8
-
-
 def _check_amp(amp: str, device: torch.device) -> None:
-    if amp not in ("off", "bf16", "fp16"):
-        raise ValueError(f"amp={amp!r}: choose off, bf16 or fp16")
-    if amp == "bf16" and device.type == "cuda" and not _native_bf16(device):
-        raise ValueError(f"amp=bf16 (--amp): {torch.cuda.get_device_name(device)} has "
-                         "no native bfloat16 (it would be emulated, slower than "
-                         "float32); use --amp fp16 there, or --amp off")
+    check_amp(amp, device)
     if amp == "fp16" and device.type == "cpu":
         warnings.warn("amp=fp16 on CPU runs (the gradient scaler included) but is "
                       "slower than float32 there; use it to test, and bf16 to train",

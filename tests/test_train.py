@@ -332,14 +332,14 @@ def test_bf16_is_refused_on_a_gpu_that_only_emulates_it(monkeypatch):
     """A T4 or a V100 has no native bfloat16: the trainer says so and points to
     fp16 instead of training slower than float32 (no GPU here: the CUDA queries
     are answered as such a GPU answers them)."""
-    from srvp import train as train_module
+    from srvp import precision
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported",
                         lambda including_emulation=True: including_emulation)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
     with pytest.raises(ValueError, match="Tesla T4 has no native bfloat16.*--amp fp16"):
-        train_module._check_amp("bf16", torch.device("cuda"))
-    train_module._check_amp("fp16", torch.device("cuda"))  # accepted
+        precision.check_amp("bf16", torch.device("cuda"))
+    precision.check_amp("fp16", torch.device("cuda"))  # accepted
     monkeypatch.setattr(torch.cuda, "is_bf16_supported",
                         lambda including_emulation=True: True)  # an A100
-    train_module._check_amp("bf16", torch.device("cuda"))
+    precision.check_amp("bf16", torch.device("cuda"))

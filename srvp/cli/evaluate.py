@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from ..precision import AMP_MODES
+
 _EPILOG = """examples:
   python -m srvp evaluate runs/cpu --data-dir MNIST_DIR --n-videos 1000
   python -m srvp data official-weights --dataset smmnist --out official/smmnist
@@ -133,14 +135,12 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def _check_amp(amp: str, device: torch.device) -> None:
-    from ..train import _native_bf16
+    from ..precision import check_amp
 
+    check_amp(amp, device)
     if amp == "fp16" and device.type == "cpu":
         raise ValueError("--amp fp16: float16 is slower than float32 on CPUs; use "
                          "--amp bf16 there, or --amp off")
-    if amp == "bf16" and device.type == "cuda" and not _native_bf16(device):
-        raise ValueError(f"--amp bf16: {torch.cuda.get_device_name(device)} has no "
-                         "native bfloat16; use --amp fp16 there, or --amp off")
 
 
 def _check_writable(out: Path) -> None:
@@ -237,7 +237,7 @@ def register(subparsers) -> None:
                         "batch size gives other samples and scores that differ "
                         "within their 95%% interval")
     p.add_argument("--seed", type=int, default=1, help="test seed (official: 1)")
-    p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"],
+    p.add_argument("--amp", default="off", choices=AMP_MODES,
                    help="precision of the predictions (scores are computed in "
                         "float32): off, float32 as in the paper (default); bf16 "
                         "was about 2x faster on a CPU with AMX and moved the mean "

@@ -7,6 +7,7 @@ import sys
 from typing import Dict, List
 
 from ..config import OFFICIAL_NAMES, PRESETS, Config, SVGSettings, preset
+from ..precision import AMP_MODES
 from ..train import MEMORY_FORMATS
 
 _EPILOG = """examples:
@@ -139,7 +140,7 @@ def register(subparsers) -> None:
                         "lr=...) or --amp, recorded in run.json (repeatable)")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA if present), cpu, cuda, cuda:N")
-    p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"],
+    p.add_argument("--amp", default="off", choices=AMP_MODES,
                    help="mixed precision through torch.amp. bf16 about halves a "
                         "step on CPUs with bfloat16 instructions (AVX-512 BF16, "
                         "AMX) and suits GPUs from Ampere on; convolutions and "
