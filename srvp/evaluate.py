@@ -64,10 +64,6 @@ class Protocol:
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp={self.amp!r}: choose {', '.join(AMP_MODES)}")
 
-    def autocast(self, device: torch.device):
-        """The precision context of the predictions."""
-        return autocast(self.amp, device)
-
 
 @dataclass
 class EvalResult:
@@ -201,7 +197,7 @@ def evaluate(model, batches: Iterable[torch.Tensor], protocol: Protocol, *,
         trackers = {n: _Tracker(n not in LOWER_IS_BETTER) for n in fns}
         randoms = []
         for s0 in range(0, p.n_samples, chunk_samples):
-            with p.autocast(device):
+            with autocast(p.amp, device):
                 pred = model.predict(x_cond, p.nt_pred,
                                      min(chunk_samples, p.n_samples - s0), dt=p.dt)
             pred = pred.float()  # scores in float32 whatever the precision

@@ -246,6 +246,7 @@ class Trainer:
         np.random.seed(opts.seed % 2**32)
         self.memory_format = resolve_memory_format(opts.memory_format, self.device,
                                                    opts.amp)
+        self.workers = resolve_workers(opts.workers, self.device, self.world)
         self.model = build_model(cfg).to(self.device, memory_format=self.memory_format)
         self.net = self._wrap(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
@@ -446,7 +447,7 @@ class Trainer:
             group["lr"] = lr_at(self.cfg, self.step + 1)
         torch.manual_seed(step_seed(self.opts.seed, self.rank, self.step + 1))
         x = x.to(self.device, non_blocking=True)
-        with self._autocast():
+        with autocast(self.opts.amp, self.device):
             terms = compute_loss(self.net(x), x, loss_config(self.cfg, self.step + 1))
         if not torch.isfinite(terms.loss):
             raise TrainingDiverged(f"loss is {terms.loss.item()} at step "
@@ -457,9 +458,6 @@ class Trainer:
         self.scaler.update()
         self.step += 1
         return terms
-
-    def _autocast(self):
-        return autocast(self.opts.amp, self.device)
 
     @torch.no_grad()
     def validate(self, batches) -> float:
@@ -481,12 +479,11 @@ class Trainer:
         order = range(self.step + 1, self.cfg.n_iter + 1)
         # its own generator: drawing its base seed leaves the global one, which
         # the checkpoint saves, as the last step left it
-        workers = resolve_workers(self.opts.workers, self.device, self.world)
         return torch.utils.data.DataLoader(
-            steps, batch_size=None, sampler=order, num_workers=workers,
+            steps, batch_size=None, sampler=order, num_workers=self.workers,
             generator=torch.Generator().manual_seed(self.opts.seed),
             pin_memory=self.device.type == "cuda",
-            persistent_workers=False, prefetch_factor=4 if workers else None)
+            persistent_workers=False, prefetch_factor=4 if self.workers else None)
 
     def fit(self) -> int:
         """Train until the schedule ends, a limit is reached or a signal arrives.
@@ -568,7 +565,7 @@ class Trainer:
         layout = ("channels_last" if self.memory_format == torch.channels_last
                   else "contiguous")
         used = {"device": str(self.device), "memory_format": layout,
-                "workers": resolve_workers(self.opts.workers, self.device, self.world)}
+                "workers": self.workers}
         rf.write_run_info(self.out, {**info, **(self.run_info or {}),
                                      "options": asdict(self.opts), "used": used,
                                      "history": history})
