@@ -20,6 +20,9 @@ from typing import Any, Dict
 from .fileio import atomic_write_text
 
 ARCHITECTURES = ("dcgan", "vgg")
+#: Latent transitions: the paper's residual Euler step, or the ablation that
+#: takes the transition network's output as the next state (book ch. 8).
+DYNAMICS = ("residual", "direct")
 
 
 def _check_types(cfg) -> None:
@@ -94,6 +97,9 @@ class Config:
     nlayers_res: int = 4
     res_gain: float = 1.41
     n_euler_steps: int = 1  # training Euler steps per frame: dt = 1 / n_euler_steps
+    # -- Ablations (not official; the defaults are the paper's model)
+    dynamics: str = "residual"  # "direct": y_t+1 = f(y_t, z_t+1), no Euler step
+    content: bool = True  # False: no content network; the decoder sees y alone
     # -- The SVG-LP baseline's settings (model="svg"); SVG fields such as g_dim
     # are also accepted flat by replace(), --set and official configs
     svg: SVGSettings = SVGSettings()
@@ -128,6 +134,12 @@ class Config:
         _check_types(self)
         if self.archi not in ARCHITECTURES:
             raise ValueError(f"archi={self.archi!r}: expected one of {ARCHITECTURES}")
+        if self.dynamics not in DYNAMICS:
+            raise ValueError(f"dynamics={self.dynamics!r}: expected one of {DYNAMICS}")
+        if self.dynamics == "direct" and self.n_euler_steps != 1:
+            raise ValueError(f"n_euler_steps={self.n_euler_steps}: direct dynamics "
+                             "have no time step (it is a residual's Euler step); "
+                             "use dynamics=residual to refine it")
         if self.nx != 64:
             raise ValueError(f"nx={self.nx}: the DCGAN and VGG networks take 64x64 "
                              "frames")

@@ -24,8 +24,9 @@ class Output(NamedTuple):
 
     ``x_hat`` (T', B, C, H, W) decoded frames and ``y`` (T', B, ny) states, with
     T' = T, or (T - 1) K + 1 with intermediate states; ``z`` (T - 1, B, nz);
-    ``w`` (B, nh_inf); ``q_y1_params`` (B, 2 ny) of q(y_1); ``q_z_params``
-    (T_obs - 1, B, 2 nz) for the observed transitions; ``p_z_params`` (T - 1, B, 2 nz);
+    ``w`` (B, nh_inf), or (B, 0) without a content variable; ``q_y1_params``
+    (B, 2 ny) of q(y_1); ``q_z_params`` (T_obs - 1, B, 2 nz) for the observed
+    transitions; ``p_z_params`` (T - 1, B, 2 nz);
     ``res`` ((T - 1) K, B, ny) every residual dt * f(y, z).
     """
 
@@ -84,11 +85,13 @@ class SRVP(nn.Module):
         self.nt_inf, self.skipco = cfg.nt_inf, cfg.skipco
         # Frames <-> vectors
         self.encoder = make_encoder(cfg.archi, cfg.nc, cfg.nhx, cfg.nf)
-        self.decoder = make_decoder(cfg.archi, cfg.nc, cfg.nh_inf + cfg.ny, cfg.nf,
+        self.nw = cfg.nh_inf if cfg.content else 0  # size of w (0: no content)
+        self.decoder = make_decoder(cfg.archi, cfg.nc, self.nw + cfg.ny, cfg.nf,
                                     cfg.skipco)
         # Content variable w: permutation-invariant over frame codes
-        self.w_proj = nn.Sequential(nn.Linear(cfg.nhx, cfg.nh_inf), nn.ReLU(True))
-        self.w_inf = nn.Sequential(nn.Linear(cfg.nh_inf, cfg.nh_inf), nn.Tanh())
+        if cfg.content:
+            self.w_proj = nn.Sequential(nn.Linear(cfg.nhx, cfg.nh_inf), nn.ReLU(True))
+            self.w_inf = nn.Sequential(nn.Linear(cfg.nh_inf, cfg.nh_inf), nn.Tanh())
         # q(y_1 | x_1:k), q(z_t | x_1:t), p(z_t+1 | y_t), and the residual f
         self.q_y = MLP(cfg.nhx * cfg.nt_inf, cfg.nh_inf, 2 * cfg.ny, cfg.nlayers_inf)
         self.inf_z = nn.LSTM(cfg.nhx, cfg.nh_inf, 1)
@@ -143,8 +146,11 @@ class SRVP(nn.Module):
     # --------------------------------------------------------- inference
     def infer_w(self, hx: torch.Tensor) -> torch.Tensor:
         """Content w (B, nh_inf) from ``nt_inf`` codes: random frames of the clip
-        in training, the last ones in evaluation."""
+        in training, the last ones in evaluation. Without a content variable
+        (``cfg.content=False``), an empty (B, 0) tensor."""
         nt, bsz = hx.shape[:2]
+        if not self.cfg.content:
+            return hx.new_zeros(bsz, 0)
         if self.training:
             # nt_inf distinct random frames per video, drawn in one batched op
             t = torch.rand(nt, bsz, device=hx.device).argsort(0)[: self.nt_inf]
@@ -171,9 +177,16 @@ class SRVP(nn.Module):
                        dt: float) -> Tuple[torch.Tensor, torch.Tensor]:
         """One Euler step y_t+dt = y_t + dt f(y_t, z_t+1) (book ch. 3).
 
-        Returns the new state and the residual ``dt * f(y_t, z_t+1)``.
+        Returns the new state and the residual ``dt * f(y_t, z_t+1)``. With
+        ``cfg.dynamics="direct"`` (an ablation, book ch. 8) the network's output
+        is the next state, y_t+1 = f(y_t, z_t+1), and the "residual" returned
+        (penalised by the loss's L2 term, as the residual is) is the change of
+        state y_t+1 - y_t.
         """
-        res = dt * self.dynamics(torch.cat([y_t, z_tp1], -1))
+        out = self.dynamics(torch.cat([y_t, z_tp1], -1))
+        if self.cfg.dynamics == "direct":
+            return out, out - y_t
+        res = dt * out
         return y_t + res, res
 
     def infer_z_states(self, hx: torch.Tensor) -> Optional[torch.Tensor]:
@@ -202,6 +215,10 @@ class SRVP(nn.Module):
         posterior parameters of the observed transitions (or None); prior
         parameters (nt - 1, B, 2 nz); residuals, one per sub-step (.., B, ny).
         """
+        if self.cfg.dynamics == "direct" and (dt != 1 or dt_cond not in (None, 1)):
+            raise ValueError(f"dt={dt}: a model with direct dynamics (y_t+1 = "
+                             "f(y_t, z_t+1)) has no Euler step to refine; only "
+                             "dt=1 works")
         if h_z is None and hx is not None:
             h_z = self.infer_z_states(hx)
         n_obs = 0 if h_z is None else len(h_z)
