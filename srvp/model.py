@@ -6,7 +6,6 @@ values in [0, 1], latent sequences (T, B, n). The paper's y_1 is ``y[0]`` here.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import List, NamedTuple, Optional, Tuple
 
 import torch
@@ -38,13 +37,6 @@ class Output(NamedTuple):
     q_z_params: Optional[torch.Tensor]
     p_z_params: torch.Tensor
     res: torch.Tensor
-
-    @property
-    def q_y0_params(self) -> torch.Tensor:
-        """Deprecated name of ``q_y1_params`` (removed in the next release)."""
-        warnings.warn("Output.q_y0_params is deprecated: use q_y1_params",
-                      DeprecationWarning, stacklevel=2)
-        return self.q_y1_params
 
 
 def normal_scale(raw: torch.Tensor) -> torch.Tensor:

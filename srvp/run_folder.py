@@ -144,53 +144,26 @@ def read_checkpoint(folder: PathLike, map_location: Any = "cpu") -> Dict[str, An
     """Read ``checkpoint.pt`` as data (reading it never runs code), its RNG
     states back in the form ``random.setstate`` and ``np.random.set_state`` take.
 
-    A checkpoint of an older version (NumPy's RNG state pickled as an array) is
-    read too, allowing the NumPy array types and nothing else. A damaged file
-    raises ``ValueError``; one that would run code :class:`UnsafeFileError`.
+    A damaged file raises ``ValueError``; one that would run code
+    :class:`UnsafeFileError`.
     """
     path = Path(folder) / CHECKPOINT
-    try:
-        ckpt = _load_data(path, map_location, "checkpoint")
-    except UnsafeFileError as err:
-        if not set(_unsafe_globals(path, err)) <= _OLD_FORMAT:
-            raise
-        old = _old_format_globals()
-        if not old:
-            raise ValueError(
-                f"{path} was written by an older version of srvp (NumPy's RNG "
-                "state as an array) or holds objects that would run code, and "
-                "this PyTorch cannot tell: resume it with the version that wrote "
-                "it, or start a new run") from None
-        ckpt = _load_data(path, map_location, "checkpoint", old)
+    ckpt = _load_data(path, map_location, "checkpoint")
     if not isinstance(ckpt, dict) or not {"model", "step", "rng"} <= set(ckpt):
         raise ValueError(f"{path} is not a checkpoint of this package (it lacks "
                          "model, step or rng)")
     rng = ckpt["rng"]
-    if isinstance(rng["python"], dict):  # the current format; else an older one
+    try:
         py, npy = rng["python"], rng["numpy"]
         rng = {**rng,
                "python": (py["version"], tuple(py["state"].tolist()),
                           py["gauss_next"]),
                "numpy": (npy["kind"], npy["key"].numpy().astype(np.uint32),
                          npy["pos"], npy["has_gauss"], npy["cached_gaussian"])}
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path} holds RNG states this package did not write "
+                         f"({type(err).__name__}: {err}): start a new run") from None
     return {**ckpt, "rng": rng}
-
-
-# The globals of an older checkpoint: NumPy's RNG state as an array ("?": an
-# older PyTorch, which cannot list them).
-_OLD_FORMAT = {"numpy.dtype", "numpy.ndarray", "numpy.core.multiarray._reconstruct",
-               "numpy._core.multiarray._reconstruct", "?"}
-
-
-def _old_format_globals() -> list:
-    """The NumPy types an older checkpoint needs, allowed for one load (none
-    where this PyTorch cannot list a file's globals or allow them for one load)."""
-    if not (hasattr(torch.serialization, "safe_globals")
-            and hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint")):
-        return []
-    core = getattr(np, "_core", None) or np.core
-    return [np.dtype, np.ndarray, core.multiarray._reconstruct,
-            type(np.dtype(np.uint32))]
 
 
 def load_official(xp_dir: PathLike, checkpoint: str = WEIGHTS,

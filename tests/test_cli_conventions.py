@@ -80,22 +80,19 @@ def test_video_datasets_need_data_dir(tmp_path, capsys):
     one_line_error(capsys, "'kth' needs --data-dir")
 
 
-def test_mmnist_testset_data_dir_and_its_old_name(tiny_mnist_dir, tmp_path,
-                                                  monkeypatch, capsys):
+def test_mmnist_testset_data_dir_only(tiny_mnist_dir, tmp_path, monkeypatch,
+                                      capsys):
     monkeypatch.delenv(MNIST_ENV, raising=False)
     base = ["data", "mmnist-testset", "--num-videos", "3", "--seq-len", "4",
             "--no-progress"]
     assert cli.main([*base, "--data-dir", str(tiny_mnist_dir), "--out",
                      str(tmp_path / "a")]) == 0
     assert "warning" not in capsys.readouterr().err
-    assert cli.main([*base, "--mnist-dir", str(tiny_mnist_dir), "--out",
-                     str(tmp_path / "b")]) == 0
-    assert "--mnist-dir is deprecated; use --data-dir" in capsys.readouterr().err
-    name = "smmnist_test_2digits_64.npz"
-    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    assert cli.main([*base, "--data-dir", str(tiny_mnist_dir), "--mnist-dir",
-                     str(tmp_path), "--out", str(tmp_path / "c")]) == 1
-    one_line_error(capsys, "different folders")
+    with pytest.raises(SystemExit) as exit_info:  # the old name is gone
+        cli.main([*base, "--mnist-dir", str(tiny_mnist_dir), "--out",
+                  str(tmp_path / "b")])
+    assert exit_info.value.code == 2 and not (tmp_path / "b").exists()
+    assert "unrecognized arguments: --mnist-dir" in capsys.readouterr().err
 
 
 #: id -> (options, text the error names); {tmp} is the test's temporary folder.

@@ -286,7 +286,7 @@ def test_cli_help(argv, expected, capsys):
 
 def test_cli_builds_a_test_set(tiny_mnist_dir, tmp_path, capsys):
     args = _parser().parse_args(
-        ["data", "mmnist-testset", "--mnist-dir", str(tiny_mnist_dir), "--out",
+        ["data", "mmnist-testset", "--data-dir", str(tiny_mnist_dir), "--out",
          str(tmp_path), "--deterministic", "--seq-len", "12", "--num-videos", "7",
          "--no-progress"])
     assert args.func(args) == 0
@@ -308,7 +308,7 @@ def test_cli_download(tiny_mnist_dir, tmp_path, monkeypatch, capsys):
 
 
 def test_cli_reports_missing_mnist_without_traceback(tmp_path, capsys):
-    status = cli.main(["data", "mmnist-testset", "--mnist-dir", str(tmp_path),
+    status = cli.main(["data", "mmnist-testset", "--data-dir", str(tmp_path),
                        "--out", str(tmp_path / "out")])
     assert status == 1
     assert "t10k-images-idx3-ubyte.gz" in capsys.readouterr().err

@@ -129,10 +129,7 @@ def _add_testset_parser(commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", metavar="DIR", default=None,
                    help="folder holding t10k-images-idx3-ubyte[.gz] and "
-                        f"t10k-labels-idx1-ubyte[.gz] (default: ${mnist.ENV_VAR}; "
-                        "--mnist-dir, its former name, still works)")
-    p.add_argument("--mnist-dir", metavar="DIR", default=None,
-                   help=argparse.SUPPRESS)  # deprecated alias of --data-dir
+                        f"t10k-labels-idx1-ubyte[.gz] (default: ${mnist.ENV_VAR})")
     p.add_argument("--out", metavar="DIR", required=True,
                    help="folder where the .npz file is written (created if needed)")
     p.add_argument("--deterministic", action="store_true",
@@ -188,12 +185,8 @@ def _fail(err: object) -> int:
 def run_mmnist_testset(args: argparse.Namespace) -> int:
     """Handler of ``data mmnist-testset``: build, save and summarise."""
     start = time.perf_counter()
-    if args.mnist_dir is not None:
-        print("warning: --mnist-dir is deprecated; use --data-dir", file=sys.stderr)
-        if args.data_dir not in (None, args.mnist_dir):
-            return _fail("--data-dir and --mnist-dir name different folders")
     try:
-        images, labels = mnist.load_mnist(args.data_dir or args.mnist_dir,
+        images, labels = mnist.load_mnist(args.data_dir,
                                           split="test", download=args.download)
     except (mnist.MNISTNotFoundError, mnist.IDXFormatError) as err:
         return _fail(f"{err}{mnist_hint(err)}")
@@ -505,7 +498,7 @@ def run_bair_convert(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
-    """Stand-alone entry point: ``python -m srvp.data.cli data ...``."""
+    """Stand-alone entry point: ``python -m srvp.cli.data data ...``."""
     parser = argparse.ArgumentParser(prog="srvp")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
