@@ -8,6 +8,12 @@ papermill under a profile, writes the executed copy to ``--out DIR`` (default
 warnings as errors (``jupyter-book build -W -n``) into ``--html DIR`` (default
 ``_build/html``). The tracked files are left as they are: the script checks it.
 
+The chapters find the book's files through ``$SRVP_BOOK_DIR``, which this script
+sets to ``book/``, and MNIST through ``$SRVP_MNIST_DIR``: the folder the user set,
+else ``../shared/data/mnist`` beside the repository when it holds the files (the
+same lookup as the tests, see ``tests/conftest.py``); else each chapter downloads
+MNIST into its ``data/mnist`` (see :mod:`srvp.book`).
+
 ``--update-notebooks`` (maintainers, after a change to a chapter or to the shipped
 models) stores the outputs in ``book/NN_name.ipynb`` instead and renders from them.
 
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -40,6 +47,20 @@ BOOK = ROOT / "book"
 PROFILES = ("smoke", "cpu", "gpu")
 DEFAULT_PROFILE = "cpu"  # the value of `profile` in every chapter's parameters cell
 KERNEL = "python3"
+MNIST_TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+def chapter_env() -> dict[str, str]:
+    """The variables through which the chapters find their files (see the
+    module's docstring): ``SRVP_BOOK_DIR``, and ``SRVP_MNIST_DIR`` when known."""
+    env = {"SRVP_BOOK_DIR": str(BOOK)}
+    mnist = os.environ.get("SRVP_MNIST_DIR")
+    beside = ROOT.parent / "shared" / "data" / "mnist"
+    if not mnist and all((beside / name).is_file() for name in MNIST_TEST_FILES):
+        mnist = str(beside)
+    if mnist:
+        env["SRVP_MNIST_DIR"] = mnist
+    return env
 
 
 def toc_files(toc: dict) -> Iterator[str]:
@@ -233,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.out or ROOT / "_build" / "executed" / args.profile)
 
     chapters = select(notebook_chapters(), args.only)
+    os.environ.update(chapter_env())  # the kernels inherit it
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     before = tracked_digest()

@@ -71,7 +71,7 @@ def check_absent(python: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT / "scripts"))
-    from build_book import notebook_chapters, select
+    from build_book import chapter_env, notebook_chapters, select
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", metavar="NAME",
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     check_absent(python)
     print(f"Colab-like environment ready in {time.perf_counter() - start:.0f} s",
           flush=True)
-    env = {**os.environ, "SRVP_INSTALL": ROOT.as_uri(),
+    env = {**os.environ, **chapter_env(), "SRVP_INSTALL": ROOT.as_uri(),
            "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     env.pop("PYTHONPATH", None)
     failed = []

@@ -1,5 +1,6 @@
 """Small helpers the book's chapters share: where the book, MNIST and the model
-trained for the book are, on a build machine, a laptop or Colab."""
+trained for the book are (set by ``$SRVP_BOOK_DIR`` and ``$SRVP_MNIST_DIR``), and
+the plumbing of their cells (timing, tables, files)."""
 from __future__ import annotations
 
 import hashlib
@@ -15,36 +16,35 @@ RAW_URL = "https://raw.githubusercontent.com/srvp-book/srvp/main/book/"
 #: Folder of the SRVP model trained for the book, relative to ``book/``; the
 #: runs of other models sit beside it (``shipped_run(book, run="svg_cpu")``).
 RUN = ("runs", "cpu")
+#: The environment variable that names the ``book/`` folder (the chapters' files:
+#: ``runs/``). ``scripts/build_book.py`` sets it; unset, a chapter uses its
+#: working directory, which is the chapter's own folder when papermill, Jupyter or
+#: Colab runs it.
+BOOK_ENV = "SRVP_BOOK_DIR"
+#: Where :func:`find_mnist` downloads MNIST when ``$SRVP_MNIST_DIR`` is unset,
+#: relative to the working directory.
+MNIST_DOWNLOAD = Path("data") / "mnist"
 
 
-def find_book(start=None) -> Path:
-    """The ``book/`` folder, from the working directory or one of its parents.
-
-    Chapters run from ``book/`` (papermill) or from a copy elsewhere (nbval);
-    a notebook on its own (Colab) gets its working directory back.
-    """
-    here = Path.cwd() if start is None else Path(start)
-    for folder in (here, *here.parents):
-        for book in (folder, folder / "book"):
-            if (book / "runs" / "history.csv").is_file():  # the run store
-                return book
-    return here
+def find_book() -> Path:
+    """The ``book/`` folder: ``$SRVP_BOOK_DIR``, else the working directory."""
+    folder = os.environ.get(BOOK_ENV)
+    return Path(folder).resolve() if folder else Path.cwd()
 
 
-def find_mnist(book: Path, download: bool = True) -> Path:
-    """The MNIST IDX files: ``$SRVP_MNIST_DIR``, the offline copy beside the
-    repository (``../shared/data/mnist``), or ``data/mnist``, downloaded there
-    when ``download`` (needs the internet)."""
-    from .data.mnist_idx import load_mnist
+def find_mnist(download: bool = True) -> Path:
+    """The folder of the MNIST IDX files: ``$SRVP_MNIST_DIR``, else ``data/mnist``
+    in the working directory, where they are downloaded when ``download`` (needs
+    the internet)."""
+    from .data.mnist_idx import ENV_VAR, load_mnist
 
-    for folder in (os.environ.get("SRVP_MNIST_DIR"),
-                   Path(book) / ".." / ".." / "shared" / "data" / "mnist"):
-        if folder and Path(folder).is_dir():
-            return Path(folder).resolve()
+    folder = os.environ.get(ENV_VAR)
+    if folder:
+        return Path(folder).resolve()
     if download:
         for split in ("train", "test"):
-            load_mnist("data/mnist", split=split, download=True)
-    return Path("data/mnist").resolve()
+            load_mnist(MNIST_DOWNLOAD, split=split, download=True)
+    return MNIST_DOWNLOAD.resolve()
 
 
 def shipped_run(book: Path, names: Sequence[str] = ("config.json", "model.pt"),

@@ -19,6 +19,10 @@ with its source in ``../shared``, skip there (saying what is missing).
   ``../shared/spec/official_state_dicts.json``, produced by running the official
   code; ``test_official.py`` checks that the two have not drifted apart).
 
+With nbval (``make test`` runs the executed chapters again from ``_build/smoke``),
+the chapters' kernels get ``SRVP_BOOK_DIR=book/`` and the ``SRVP_MNIST_DIR`` of
+this lookup, as ``scripts/build_book.py`` gives them (see :mod:`srvp.book`).
+
 Set ``SRVP_TEST_NO_SHARED=1`` to ignore ``../shared`` (``$SRVP_MNIST_DIR`` is
 still honoured): ``env -u SRVP_MNIST_DIR SRVP_TEST_NO_SHARED=1 pytest -rs ...``
 shows what a clone without ``../shared`` runs and skips.
@@ -112,6 +116,17 @@ def shared_dir():
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+def pytest_configure(config):
+    """Under nbval, point the chapters' kernels (which inherit this process's
+    environment) at the book's files and at MNIST (module docstring)."""
+    if not (config.getoption("nbval", False) or config.getoption("nbval_lax", False)):
+        return
+    os.environ.setdefault("SRVP_BOOK_DIR", str(REPO / "book"))
+    mnist = _find_mnist_dir()
+    if mnist is not None:
+        os.environ.setdefault("SRVP_MNIST_DIR", str(mnist))
 
 
 def pytest_collection_modifyitems(config, items):

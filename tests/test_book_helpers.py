@@ -1,4 +1,5 @@
 """srvp.book: how chapters find the book folder, MNIST and the shipped model."""
+import importlib.util
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -10,15 +11,32 @@ from srvp.book import RAW_URL, find_book, find_mnist, shipped_run
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_find_book_from_the_repo_and_from_a_copy(tmp_path):
-    assert find_book(REPO) == REPO / "book"
-    assert find_book(REPO / "book" / "runs") == REPO / "book"
-    assert find_book(tmp_path) == tmp_path  # a lone notebook keeps its folder
+def test_find_book_is_the_setting_else_the_working_directory(tmp_path,
+                                                            monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SRVP_BOOK_DIR", raising=False)
+    assert find_book() == tmp_path  # a chapter run on its own: its folder
+    (tmp_path / "runs").mkdir()  # no marker file is looked for
+    monkeypatch.setenv("SRVP_BOOK_DIR", str(REPO / "book"))
+    assert find_book() == REPO / "book"
 
 
-def test_find_mnist_prefers_the_environment(tmp_path, monkeypatch):
+def test_find_mnist_is_the_setting_else_a_local_download(tmp_path, monkeypatch):
     monkeypatch.setenv("SRVP_MNIST_DIR", str(tmp_path))
-    assert find_mnist(REPO / "book", download=False) == tmp_path.resolve()
+    assert find_mnist(download=False) == tmp_path.resolve()
+    monkeypatch.delenv("SRVP_MNIST_DIR")
+    monkeypatch.chdir(tmp_path)
+    assert find_mnist(download=False) == tmp_path / "data" / "mnist"
+
+
+def test_build_script_gives_the_chapters_the_book_and_mnist(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location(
+        "build_book", REPO / "scripts" / "build_book.py")
+    build_book = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_book)
+    monkeypatch.setenv("SRVP_MNIST_DIR", str(tmp_path))
+    env = build_book.chapter_env()
+    assert env == {"SRVP_BOOK_DIR": str(REPO / "book"), "SRVP_MNIST_DIR": str(tmp_path)}
 
 
 def test_shipped_run_uses_local_files(tmp_path):
