@@ -11,7 +11,7 @@ from test_tfrecord import encode_example, frame_record, write_tfrecord
 from srvp.cli import data as cli
 from srvp.config import PRESETS
 from srvp.data import bair
-from srvp.data.mnist_idx import split_indices
+from srvp.data.common import split_indices
 from srvp.data.registry import test_batches as make_test_batches
 from srvp.data.registry import training_sources
 from srvp.data.tfrecord import TFRecordError

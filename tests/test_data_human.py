@@ -6,8 +6,7 @@ import torch
 from srvp.cli import data as cli
 from srvp.config import PRESETS
 from srvp.data import human
-from srvp.data.mnist_idx import split_indices
-from srvp.data.moving_mnist_testset import InvalidTestSetError
+from srvp.data.common import InvalidTestSetError, split_indices
 from srvp.data.registry import test_batches as make_test_batches
 from srvp.data.registry import training_sources
 from srvp.data.video_io import VideoDecodeError, crop_resize, decode_video
@@ -156,14 +155,14 @@ def test_make_sources_for_human(tmp_path):
 
 # --- test set ------------------------------------------------------------------------
 @pytest.fixture
-def test_dir(tmp_path):
+def human_test_dir(tmp_path):
     write_converted(tmp_path / "test", TEST_VIDEOS)
     return tmp_path
 
 
-def test_test_set_draws_the_official_clips(test_dir):
-    folder = human.make_test_set(test_dir, size=12, progress=False)
-    assert folder == test_dir / "test_set_53_8"
+def test_test_set_draws_the_official_clips(human_test_dir):
+    folder = human.make_test_set(human_test_dir, size=12, progress=False)
+    assert folder == human_test_dir / "test_set_53_8"
     clips = [np.load(folder / f"test_{i}.npz") for i in range(12)]
     got = [(str(c["filename"]), int(c["frame"])) for c in clips]
     assert got == OFFICIAL_FIRST_CLIPS
@@ -173,39 +172,40 @@ def test_test_set_draws_the_official_clips(test_dir):
     assert (frame_ids(first["image"], True) == np.arange(92, 92 + 417)).all()
 
 
-def test_test_set_dataset_subsamples_and_keeps_official_order(test_dir):
-    human.make_test_set(test_dir, size=12, progress=False)
-    ds = human.HumanTestSet(test_dir)
+def test_test_set_dataset_subsamples_and_keeps_official_order(human_test_dir):
+    human.make_test_set(human_test_dir, size=12, progress=False)
+    ds = human.HumanTestSet(human_test_dir)
     assert len(ds) == 12 and ds.seq_len == 53
     assert [p.stem for p in ds.files[:4]] == ["test_0", "test_1", "test_10", "test_11"]
     video = ds[0]
     assert video.shape == (53, 3, 16, 16) and video.dtype == torch.uint8
     assert (frame_ids(video.numpy()) == 92 + 8 * np.arange(53)).all()
-    every = human.HumanTestSet(test_dir / "test_set_53_8", subsampling=1)
+    every = human.HumanTestSet(human_test_dir / "test_set_53_8", subsampling=1)
     assert every.seq_len == 417 and every[0].shape == (417, 3, 16, 16)
-    batches = list(make_test_batches(PRESETS["human"], test_dir, 53, 5, n_videos=7))
+    batches = list(make_test_batches(PRESETS["human"], human_test_dir, 53, 5,
+                                     n_videos=7))
     assert [b.shape for b in batches] == [(53, 5, 3, 16, 16), (53, 2, 3, 16, 16)]
 
 
-def test_test_set_errors(test_dir, tmp_path):
+def test_test_set_errors(human_test_dir, tmp_path):
     write_converted(tmp_path / "short" / "test", TEST_VIDEOS[:2], min_len=100)
     with pytest.raises(ValueError, match="fewer than"):
         human.make_test_set(tmp_path / "short", size=3, progress=False)
     assert not (tmp_path / "short" / "test_set_53_8").exists()
     with pytest.raises(FileNotFoundError, match="human-testset"):
         human.HumanTestSet(tmp_path / "short")
-    folder = human.make_test_set(test_dir, size=3, progress=False)
+    folder = human.make_test_set(human_test_dir, size=3, progress=False)
     np.savez(folder / "test_3.npz", image=np.zeros((417, 16, 16), np.uint8))
     with pytest.raises(InvalidTestSetError, match="test_3"):
         human.HumanTestSet(folder)
     with pytest.raises(FileExistsError):
-        human.make_test_set(test_dir, size=3, progress=False)
+        human.make_test_set(human_test_dir, size=3, progress=False)
 
 
-def test_cli(test_dir, capsys):
-    assert cli.main(["data", "human-testset", "--data-dir", str(test_dir),
+def test_cli(human_test_dir, capsys):
+    assert cli.main(["data", "human-testset", "--data-dir", str(human_test_dir),
                      "--size", "3", "--no-progress"]) == 0
     assert "3 clips of 53 frames" in capsys.readouterr().out
-    assert cli.main(["data", "human-convert", "--data-dir", str(test_dir / "no"),
+    assert cli.main(["data", "human-convert", "--data-dir", str(human_test_dir / "no"),
                      "--no-progress"]) == 1
     assert "Videos" in capsys.readouterr().err

@@ -11,8 +11,7 @@ from helpers import write_avi
 from srvp.cli import data as cli
 from srvp.config import PRESETS
 from srvp.data import kth
-from srvp.data.mnist_idx import split_indices
-from srvp.data.moving_mnist_testset import InvalidTestSetError
+from srvp.data.common import InvalidTestSetError, split_indices
 from srvp.data.registry import test_batches as make_test_batches
 from srvp.data.registry import training_sources
 from srvp.data.video_io import ArchiveError, DownloadError, VideoDecodeError
@@ -149,24 +148,25 @@ def test_make_sources_for_kth(processed):
 
 # --- test set ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def test_persons(tmp_path_factory):
+def kth_test_persons(tmp_path_factory):
     return make_processed(tmp_path_factory.mktemp("kth"), persons=range(21, 26))
 
 
-def test_test_set_is_the_official_one(test_persons):
-    arrays = kth.build_test_set(test_persons, progress=False)
+def test_test_set_is_the_official_one(kth_test_persons):
+    arrays = kth.build_test_set(kth_test_persons, progress=False)
     seq = arrays["sequences"]
     assert seq.shape == (1000, 40, 64, 64) and seq.dtype == np.uint8
     assert hashlib.sha256(seq.tobytes()).hexdigest() == OFFICIAL_SEQUENCES_SHA256
     first = [(int(p), str(a), int(s[0, 0, 2]), int(s[0, 1, 1])) for p, a, s in
              zip(arrays["persons"], arrays["actions"], seq[:8])]
     assert first == OFFICIAL_FIRST_CLIPS
-    small = kth.build_test_set(test_persons, size=8, progress=False)
+    small = kth.build_test_set(kth_test_persons, size=8, progress=False)
     np.testing.assert_array_equal(small["sequences"], seq[:8])
 
 
-def test_test_set_file_and_dataset(test_persons, tmp_path):
-    path = kth.make_test_set(test_persons, out_dir=tmp_path, size=12, progress=False)
+def test_test_set_file_and_dataset(kth_test_persons, tmp_path):
+    path = kth.make_test_set(kth_test_persons, out_dir=tmp_path, size=12,
+                             progress=False)
     assert path == tmp_path / "svg_test_set_40.npz"
     ds = kth.KTHTestSet(tmp_path)
     assert len(ds) == 12 and ds[0].shape == (40, 1, 64, 64)
@@ -179,7 +179,7 @@ def test_test_set_file_and_dataset(test_persons, tmp_path):
     assert [b.shape for b in batches] == [(40, 5, 1, 64, 64)] * 2 + [(40, 2, 1, 64, 64)]
 
 
-def test_test_set_errors(test_persons, tmp_path):
+def test_test_set_errors(kth_test_persons, tmp_path):
     with pytest.raises(FileNotFoundError, match="kth-testset"):
         kth.KTHTestSet(tmp_path)
     np.savez(tmp_path / "svg_test_set_40.npz", sequences=np.zeros((3, 40, 64, 32)))
@@ -219,11 +219,11 @@ def test_download_extracts_a_good_zip_and_rejects_a_truncated_one(tmp_path):
 
 
 # --- command line --------------------------------------------------------------------
-def test_cli_convert_and_testset(raw_dir, test_persons, capsys):
+def test_cli_convert_and_testset(raw_dir, kth_test_persons, capsys):
     assert cli.main(["data", "kth-convert", "--data-dir", str(raw_dir),
                      "--no-progress"]) == 0
     assert "3 videos, 42 frames" in capsys.readouterr().out
-    assert cli.main(["data", "kth-testset", "--data-dir", str(test_persons),
+    assert cli.main(["data", "kth-testset", "--data-dir", str(kth_test_persons),
                      "--size", "4", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "svg_test_set_40.npz" in out and "(4, 40, 64, 64)" in out

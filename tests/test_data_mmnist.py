@@ -10,6 +10,7 @@ from srvp.cli import data as cli
 from srvp.data import mnist_idx as mnist_io
 from srvp.data import moving_mnist as mmnist
 from srvp.data import moving_mnist_testset as testset
+from srvp.data.common import InvalidTestSetError, split_indices
 
 # SHA-256 of the raw bytes of each array, obtained by running the official script
 # preprocessing/mmnist/make_test_set.py (edouardelasalles/srvp, with only its
@@ -169,7 +170,7 @@ def test_official_validation_split():
     ids = list(range(n))
     np.random.RandomState(42).shuffle(ids)
     train_ids = set(ids[:int(0.95 * n)])
-    train, val = mnist_io.split_indices(n, "train"), mnist_io.split_indices(n, "val")
+    train, val = split_indices(n, "train"), split_indices(n, "val")
     assert train.tolist() == [i for i in range(n) if i in train_ids]
     assert len(train) == 4750 and len(val) == 250
     assert sorted(train.tolist() + val.tolist()) == list(range(n))
@@ -181,8 +182,8 @@ def test_from_mnist_folds(tiny_mnist_dir):
     images = mnist_io.load_mnist(tiny_mnist_dir, "train")[0]
     n = len(images)
     np.testing.assert_array_equal(train.digits,
-                                  images[mnist_io.split_indices(n, "train")])
-    np.testing.assert_array_equal(val.digits, images[mnist_io.split_indices(n, "val")])
+                                  images[split_indices(n, "train")])
+    np.testing.assert_array_equal(val.digits, images[split_indices(n, "val")])
     assert len(train.digits) == int(0.95 * n) and len(val.digits) == n - int(0.95 * n)
     assert val[0].shape == (25, 1, 64, 64)
 
@@ -248,17 +249,17 @@ def test_save_and_load(small_file):
 def test_wrong_shapes_are_rejected(tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, sequences=np.zeros((25, 64, 64), np.uint8))
-    with pytest.raises(testset.InvalidTestSetError, match="bad.npz.*sequences"):
+    with pytest.raises(InvalidTestSetError, match="bad.npz.*sequences"):
         testset.MovingMNISTTestSet(bad)
     np.savez(bad, sequences=np.zeros((25, 10, 64, 64), np.uint8),
              latents=np.zeros((25, 9, 2, 4), np.int64))
-    with pytest.raises(testset.InvalidTestSetError, match="latents"):
+    with pytest.raises(InvalidTestSetError, match="latents"):
         testset.load_test_set(bad)
     np.savez(bad, sequences=np.zeros((25, 10, 64, 64), np.float32))
-    with pytest.raises(testset.InvalidTestSetError, match="uint8"):
+    with pytest.raises(InvalidTestSetError, match="uint8"):
         testset.load_test_set(bad)
     bad.write_bytes(b"not an npz file")
-    with pytest.raises(testset.InvalidTestSetError, match="bad.npz"):
+    with pytest.raises(InvalidTestSetError, match="bad.npz"):
         testset.load_test_set(bad)
     with pytest.raises(FileNotFoundError, match="mmnist-testset"):
         testset.MovingMNISTTestSet(tmp_path / "missing.npz")

@@ -6,6 +6,7 @@ clips (n, T, C, H, W) with ``generate(n, rng=...)``.
 """
 
 from .bair import Bair, BairTestSet, convert_bair, download_bair
+from .common import InvalidTestSetError, split_indices
 from .human import Human, HumanTestSet, convert_human
 from .kth import KTH, KTHTestSet, convert_kth, download_kth
 from .mnist_idx import (
@@ -15,11 +16,9 @@ from .mnist_idx import (
     download_mnist,
     load_mnist,
     read_idx,
-    split_indices,
 )
 from .moving_mnist import MovingMNIST, collate_fn, render, sample_trajectories
 from .moving_mnist_testset import (
-    InvalidTestSetError,
     MovingMNISTTestSet,
     build_test_set,
     load_test_set,

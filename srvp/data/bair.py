@@ -38,8 +38,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .mnist_idx import split_indices
-from .moving_mnist_testset import InvalidTestSetError
+from .common import InvalidTestSetError, output_folder, split_indices
 from .tfrecord import TFRecordError, read_examples
 from .video_io import (
     ArchiveError,
@@ -178,7 +177,7 @@ def convert_bair(data_dir: str | os.PathLike, out_dir: str | os.PathLike | None 
     dict
         Per split: ``path``, ``files`` and ``videos`` (counts).
     """
-    out = Path(out_dir if out_dir is not None else data_dir).expanduser()
+    out = output_folder(data_dir, out_dir)
     jobs = {split: record_files(data_dir, split) for split in splits}
     summary = {}
     for split, files in jobs.items():

@@ -40,8 +40,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .mnist_idx import split_indices
-from .moving_mnist_testset import InvalidTestSetError
+from .common import InvalidTestSetError, output_folder, split_indices
 from .video_io import (
     FixedVideos,
     LazyArrays,
@@ -94,7 +93,7 @@ def convert_human(data_dir: str | os.PathLike,
     dict
         Per fold: ``path``, ``videos`` and ``frames`` (original frame rate).
     """
-    out = Path(out_dir if out_dir is not None else data_dir).expanduser()
+    out = output_folder(data_dir, out_dir)
     jobs = {fold: [(s, p) for s in SUBJECTS[fold] for p in subject_videos(data_dir, s)]
             for fold in folds}
     transform = partial(crop_resize, box=tuple(crop), size=image_size)

@@ -42,8 +42,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .mnist_idx import split_indices
-from .moving_mnist_testset import InvalidTestSetError
+from .common import InvalidTestSetError, output_folder, split_indices
 from .video_io import (
     ArchiveError,
     DownloadError,
@@ -196,7 +195,7 @@ def convert_kth(data_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
         ``path`` (the folder), ``videos`` and ``frames`` (counts), ``per_action``.
     """
     videos = raw_videos(data_dir, classes)
-    out = Path(out_dir if out_dir is not None else data_dir).expanduser()
+    out = output_folder(data_dir, out_dir)
     target = out / f"processed_{image_size}"
     summary = {"path": target, "videos": 0, "frames": 0,
                "per_action": dict.fromkeys(CLASSES, 0)}
@@ -354,7 +353,7 @@ def make_test_set(data_dir: str | os.PathLike, out_dir=None, **kwargs) -> Path:
     go to :func:`build_test_set`.
     """
     arrays = build_test_set(data_dir, **kwargs)
-    out = Path(out_dir if out_dir is not None else data_dir).expanduser()
+    out = output_folder(data_dir, out_dir)
     target = out / testset_filename(arrays["sequences"].shape[1])
     return savez(target, compressed=True, **arrays)
 

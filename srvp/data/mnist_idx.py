@@ -12,8 +12,8 @@ variable ``SRVP_MNIST_DIR``. Two families of names are recognised:
 - the offline subset of 5,000 training digits, ``train5k-...-ubyte[.gz]``, used
   for the ``"train"`` split when the full training files are absent.
 
-:func:`split_indices` gives the official seed-42 95% / 5% train/validation split
-of the training digits.
+The official seed-42 95% / 5% train/validation split of the training digits is
+:func:`srvp.data.common.split_indices`.
 """
 
 from __future__ import annotations
@@ -47,11 +47,6 @@ MD5 = {
 #: File-name prefixes tried for each split, in order of preference.
 SPLIT_PREFIXES = {"train": ("train", "train5k"), "train5k": ("train5k",),
                   "test": ("t10k",)}
-
-#: Fraction of the training digits kept for training (the rest is validation).
-TRAIN_FRACTION = 0.95
-#: Seed of the official train/validation split.
-SPLIT_SEED = 42
 
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4",
               0x0D: ">f4", 0x0E: ">f8"}
@@ -300,30 +295,3 @@ def download_mnist(
             )
     return [out_dir / name for name in names]
 
-
-def split_indices(n: int, fold: str) -> np.ndarray:
-    """Indices of the official 95% / 5% train/validation split of ``n`` digits.
-
-    The ids ``0..n-1`` are shuffled with ``RandomState(42)``; the first
-    ``int(0.95 * n)`` shuffled ids form the training fold, the rest the validation
-    fold. Items keep their original order within a fold.
-
-    Parameters
-    ----------
-    n : int
-        Number of items (training digits).
-    fold : {"train", "val"}
-        Which fold.
-
-    Returns
-    -------
-    np.ndarray
-        Sorted int64 indices, (int(0.95 n),) or (n - int(0.95 n),).
-    """
-    if fold not in ("train", "val"):
-        raise ValueError(f"fold must be 'train' or 'val', got {fold!r}")
-    ids = np.arange(n)
-    np.random.RandomState(SPLIT_SEED).shuffle(ids)
-    n_train = int(TRAIN_FRACTION * n)
-    chosen = ids[:n_train] if fold == "train" else ids[n_train:]
-    return np.sort(chosen)

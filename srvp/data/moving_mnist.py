@@ -19,7 +19,7 @@ Unlike the official code (one sequence at a time in Python), this module
 simulates many trajectories at once with NumPy and pastes the digits through a
 strided window view: several times faster, same distribution. Frames are uint8;
 :func:`collate_fn` makes float batches (T, B, C, H, W) in [0, 1]. Validation uses
-the official seed-42 5% split of the training digits (``mnist.split_indices``).
+the official seed-42 5% split of the training digits (``common.split_indices``).
 
 Seeding. Each :class:`MovingMNIST` owns a ``numpy.random.Generator``, created
 lazily by the process that first draws. In a ``DataLoader`` worker it is seeded
@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from numpy.lib.stride_tricks import as_strided
 
-from .mnist_idx import load_mnist, split_indices
+from .common import split_indices
+from .mnist_idx import load_mnist
 
 #: Tolerance of the wall tests, as in the official generator.
 EPS = 1e-8

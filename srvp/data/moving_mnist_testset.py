@@ -47,6 +47,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..fileio import atomic_file
+from .common import InvalidTestSetError
 from .mnist_idx import load_mnist
 from .moving_mnist import bounce_one, render
 
@@ -71,10 +72,6 @@ OFFICIAL_SHA256 = {
         "digits": "b4e23e71b2fbcf4e9ecfef6857e15fd7d8b4d3e80f021d285256d4a889ff8a73",
     },
 }
-
-
-class InvalidTestSetError(ValueError):
-    """A test-set file does not hold arrays of the expected shapes."""
 
 
 def official_filename(deterministic: bool = False, num_digits: int = 2,
