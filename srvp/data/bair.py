@@ -38,7 +38,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import steps
 from .common import InvalidTestSetError, output_folder, split_indices
+from .steps import Step
 from .tfrecord import TFRecordError, read_examples
 from .video_io import (
     ArchiveError,
@@ -293,3 +295,54 @@ class BairTestSet(FixedVideos):
 
     def _video(self, index: int, seq_len: int) -> np.ndarray:
         return self.rows[index][:seq_len]
+
+
+# --------------------------------------------------- `python -m srvp data` steps
+_DOWNLOAD_DESC = """\
+Download bair_robot_pushing_dataset_v0.tar (about 30 GB) from the dataset's
+site into OUT and extract OUT/softmotion30_44k/{train,test}/*.tfrecords (an
+archive already there is reused). Needs internet: offline it fails at once."""
+
+_CONVERT_DESC = """\
+Convert the BAIR TFRecords (DATA/softmotion30_44k/{train,test}) without
+TensorFlow: frames '<i>/image_aux1/encoded', i = 0..29, 64x64 RGB, record and
+CRC checks on. Writes OUT/processed/<split>/<file>.npy, uint8
+(n_videos, 30, 64, 64, 3), in the official video order. Each split folder
+appears only when complete."""
+
+
+def _report_download(folder: Path, args, seconds: float):
+    for split in ("train", "test"):
+        files = list((folder / split).glob("*")) if (folder / split).is_dir() else []
+        yield f"{folder / split}: {len(files)} files"
+
+
+def _report_convert(info: dict, args, seconds: float):
+    yield f"BAIR converted in {seconds:.1f} s:"
+    for split, item in info.items():
+        yield (f"  {split:<5} {item['path']}: {item['videos']} videos of 30 frames "
+               f"from {item['files']} files")
+
+
+#: The ``python -m srvp data`` sub-commands of BAIR (see :mod:`srvp.data.steps`).
+STEPS = (
+    Step("bair-download", "download the BAIR TFRecords", _DOWNLOAD_DESC,
+         (steps.out_dir("dataset folder", required=True),
+          steps.option("--keep-archive", action="store_true",
+                       help="keep the .tar after extraction"),
+          steps.NO_PROGRESS),
+         run=lambda a: download_bair(a.out, keep_archive=a.keep_archive,
+                                     progress=a.progress),
+         report=_report_download),
+    Step("bair-convert", "convert BAIR TFRecords to arrays", _CONVERT_DESC,
+         (*steps.CONVERT,
+          steps.option("--splits", nargs="+", choices=("train", "test"),
+                       default=["train", "test"], help="splits (default both)"),
+          steps.option("--no-verify", action="store_true",
+                       help="skip the record data CRCs (faster)"),
+          steps.NO_PROGRESS),
+         run=lambda a: convert_bair(a.data_dir, a.out, splits=tuple(a.splits),
+                                    overwrite=a.overwrite, verify=not a.no_verify,
+                                    progress=a.progress),
+         report=_report_convert),
+)

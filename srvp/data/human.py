@@ -40,7 +40,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import steps
 from .common import InvalidTestSetError, output_folder, split_indices
+from .steps import Step
 from .video_io import (
     FixedVideos,
     LazyArrays,
@@ -268,3 +270,63 @@ class HumanTestSet(FixedVideos):
     def _video(self, index: int, seq_len: int) -> np.ndarray:
         stop = span(seq_len, self.subsampling)
         return load_video(self.files[index])[:stop:self.subsampling]
+
+
+# --------------------------------------------------- `python -m srvp data` steps
+_CONVERT_DESC = """\
+Convert the Human3.6M videos DATA/S<k>/Videos/*.mp4 (files starting with '_' are
+skipped): each frame is cropped to the box (100, 100, 900, 900), then resized to
+64x64 RGB with Lanczos; all frames are kept (subsampling happens when clips are
+read). Writes OUT/train/S<k>-<name>.npy for S1, S5, S6, S7, S8 and
+OUT/test/S<k>-<name>.npy for S9, S11, uint8 (T, 64, 64, 3). Needs PyAV and
+Pillow. Each folder appears only when complete."""
+
+_TESTSET_DESC = """\
+Build the fixed Human3.6M test set as the official make_test_set.py: 1,000 clips
+of 53 subsampled frames (one in 8) from the videos of DATA/test (sorted names),
+drawn with NumPy's legacy generator seeded with 42 (per clip: video, start).
+Each clip keeps its intermediate frames, (53 - 1) * 8 + 1 = 417 frames, in
+DATA/test_set_53_8/test_<i>.npz ('image', 'filename', 'subject', 'frame').
+The full set takes about 5.2 GB."""
+
+
+def _report_convert(info: dict, args, seconds: float):
+    yield f"Human3.6M converted in {seconds:.1f} s:"
+    for fold, item in info.items():
+        yield (f"  {fold:<5} {item['path']}: {item['videos']} videos, "
+               f"{item['frames']} frames (all kept)")
+
+
+def _report_testset(folder: Path, args, seconds: float):
+    stored = span(args.seq_len, args.subsampling)
+    return [f"Wrote {folder} in {seconds:.1f} s: {args.size} clips of "
+            f"{args.seq_len} frames (one in {args.subsampling}; {stored} stored "
+            f"with the intermediate frames), seed {args.seed}"]
+
+
+#: The ``python -m srvp data`` sub-commands of Human3.6M (see :mod:`srvp.data.steps`).
+STEPS = (
+    Step("human-convert", "convert Human3.6M videos", _CONVERT_DESC,
+         (*steps.CONVERT, steps.image_size("frame size in pixels after the crop, "
+                                           "N x N (default 64)"),
+          steps.option("--folds", nargs="+", choices=("train", "test"),
+                       default=["train", "test"], help="folds to convert (default "
+                                                       "both)"),
+          steps.NO_PROGRESS),
+         run=lambda a: convert_human(a.data_dir, a.out, a.image_size,
+                                     folds=tuple(a.folds), overwrite=a.overwrite,
+                                     progress=a.progress),
+         report=_report_convert),
+    Step("human-testset", "build the Human3.6M test set", _TESTSET_DESC,
+         (steps.data_dir("dataset folder holding test/"), steps.clips(),
+          steps.seq_len(53, "subsampled frames per clip"),
+          steps.option("--subsampling", type=int, default=SUBSAMPLING, metavar="N",
+                       help=f"keep one frame in N (default {SUBSAMPLING})"),
+          steps.seed(),
+          steps.option("--overwrite", action="store_true",
+                       help="replace an existing test-set folder"),
+          steps.NO_PROGRESS),
+         run=lambda a: make_test_set(a.data_dir, a.size, a.seq_len, a.subsampling,
+                                     a.seed, a.overwrite, progress=a.progress),
+         report=_report_testset),
+)

@@ -42,7 +42,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import steps
 from .common import InvalidTestSetError, output_folder, split_indices
+from .steps import Step
 from .video_io import (
     ArchiveError,
     DownloadError,
@@ -410,3 +412,76 @@ class KTHTestSet(FixedVideos):
 
     def _video(self, index: int, seq_len: int) -> np.ndarray:
         return self.sequences[index, :seq_len]
+
+
+# --------------------------------------------------- `python -m srvp data` steps
+_DOWNLOAD_DESC = """\
+Download the six KTH action zips (boxing, handclapping, handwaving, jogging,
+running, walking; about 1 GB) from the KTH site, check and extract them into
+OUT/raw/<action>/personXX_<action>_dY_uncomp.avi, then delete the zips. Actions
+already extracted are skipped. Needs internet: offline it fails at once."""
+
+_CONVERT_DESC = """\
+Convert the raw KTH videos (DATA/raw/<action>/*.avi) into 64x64 grayscale uint8
+arrays, as the official preprocessing (the whole frame resized by FFmpeg's
+bicubic scaler, first RGB channel kept): OUT/processed_64/<action>/
+personXX_<action>_dY.npy, shape (T, 64, 64). Needs PyAV (pip install av). The
+folder appears only when every video is converted."""
+
+_TESTSET_DESC = """\
+Build the fixed KTH test set exactly as the official make_test_set.py: 1,000
+clips of 40 frames from persons 21-25, drawn with NumPy's legacy generator
+seeded with 42 (per clip: action, person, scenario d1-d4, start frame). Reads
+DATA/processed_64 and writes DATA/svg_test_set_40.npz with 'sequences'
+(N, T, 64, 64) uint8, 'persons' (N,) and 'actions' (N,)."""
+
+
+def _report_download(folders: list[Path], args, seconds: float):
+    return [f"{folder}: {len(list(folder.glob('*.avi')))} videos"
+            for folder in folders]
+
+
+def _report_convert(info: dict, args, seconds: float):
+    size = args.image_size
+    yield (f"Wrote {info['path']} in {seconds:.1f} s: {info['videos']} videos, "
+           f"{info['frames']} frames of {size}x{size} uint8")
+    for action, count in info["per_action"].items():
+        yield f"  {action:<13} {count} videos"
+
+
+def _run_testset(args) -> tuple[Path, dict]:
+    path = make_test_set(args.data_dir, size=args.size, seq_len=args.seq_len,
+                         seed=args.seed, image_size=args.image_size,
+                         progress=args.progress)
+    return path, load_test_set(path)
+
+
+def _report_testset(result: tuple[Path, dict], args, seconds: float):
+    path, arrays = result
+    yield (f"Wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) in "
+           f"{seconds:.1f} s: KTH test set, seed {args.seed}")
+    for name, a in arrays.items():
+        yield f"  {name:<9} {a.dtype!s:<5} {tuple(a.shape)}"
+
+
+#: The ``python -m srvp data`` sub-commands of KTH (see :mod:`srvp.data.steps`).
+STEPS = (
+    Step("kth-download", "download the raw KTH videos", _DOWNLOAD_DESC,
+         (steps.out_dir("dataset folder", required=True), steps.NO_PROGRESS),
+         run=lambda a: download_kth(a.out, progress=a.progress),
+         report=_report_download),
+    Step("kth-convert", "convert KTH .avi files to arrays", _CONVERT_DESC,
+         (*steps.CONVERT, steps.image_size("frame size in pixels, N x N (default "
+                                           "64): writes OUT/processed_N/"),
+          steps.NO_PROGRESS),
+         run=lambda a: convert_kth(a.data_dir, a.out, a.image_size, a.overwrite,
+                                   progress=a.progress),
+         report=_report_convert),
+    Step("kth-testset", "build the official KTH test set", _TESTSET_DESC,
+         (steps.data_dir("dataset folder holding processed_64/"), steps.clips(),
+          steps.seq_len(40), steps.seed(),
+          steps.image_size("frame size of the converted videos read from "
+                           "DATA/processed_N/ (default 64)"),
+          steps.NO_PROGRESS),
+         run=_run_testset, report=_report_testset),
+)

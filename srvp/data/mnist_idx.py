@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import atomic_file
+from . import steps
+from .steps import Step
 
 ENV_VAR = "SRVP_MNIST_DIR"
 
@@ -295,3 +297,33 @@ def download_mnist(
             )
     return [out_dir / name for name in names]
 
+
+
+def command_line_hint(err: BaseException, option: str = "--data-dir") -> str:
+    """What a command adds to a missing-MNIST error: its own option's name (the
+    library's messages name none); nothing for other errors."""
+    if isinstance(err, MNISTNotFoundError):
+        return f" On the command line: {option} DIR."
+    return ""
+
+
+# --------------------------------------------------- `python -m srvp data` steps
+def _report_download(paths: list[Path], args, seconds: float):
+    return [f"{path}  md5 {md5sum(path)}  ok" for path in paths]
+
+
+#: The ``mnist-download`` sub-command (see :mod:`srvp.data.steps`).
+STEPS = (
+    Step("mnist-download", "download the MNIST IDX files (MD5-checked)",
+         f"""\
+Download the standard MNIST IDX files (gzip) into OUT, trying the mirrors
+{', '.join(MIRRORS)} in turn and checking the published MD5 sums. Needs
+internet; offline, copy the files by hand and point {ENV_VAR} to them.""",
+         (steps.out_dir("folder where the four .gz files are written",
+                        required=True),
+          steps.option("--split", choices=("train", "test", "all"), default="all",
+                       help="which split to fetch (default: all)")),
+         run=lambda a: download_mnist(a.out, splits=("train", "test")
+                                      if a.split == "all" else (a.split,)),
+         report=_report_download),
+)

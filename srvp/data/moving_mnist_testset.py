@@ -47,9 +47,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..fileio import atomic_file
+from . import steps
 from .common import InvalidTestSetError
-from .mnist_idx import load_mnist
+from .mnist_idx import ENV_VAR, command_line_hint, load_mnist
 from .moving_mnist import bounce_one, render
+from .steps import Step
 
 #: Default clip length of each test set, keyed by ``deterministic``.
 DEFAULT_SEQ_LEN = {False: 25, True: 100}
@@ -345,3 +347,62 @@ class MovingMNISTTestSet(torch.utils.data.Dataset):
         """Video ``index`` as a uint8 tensor (T, 1, H, W)."""
         video = np.ascontiguousarray(self.sequences[: self.seq_len, index])
         return torch.from_numpy(video).unsqueeze(1)
+
+
+# --------------------------------------------------- `python -m srvp data` steps
+_TESTSET_DESC = """\
+Build the fixed Moving MNIST test set exactly as the official SRVP script
+(preprocessing/mmnist/make_test_set.py) does: the 10,000 MNIST test digits are
+shuffled with seed 42 and paired into 5,000 videos, whose trajectories follow the
+official generator. The output is OUT/smmnist_test_2digits_64.npz (stochastic) or
+OUT/mmnist_test_2digits_64.npz (--deterministic), with the arrays 'sequences'
+(T, N, 64, 64) uint8, 'latents' (T, N, 2, 4), 'labels' (N, 2) and 'digits'
+(N, 2, 28, 28). Default lengths: 25 frames (stochastic), 100 (deterministic)."""
+
+
+def _run_testset(args) -> tuple[Path, dict[str, np.ndarray]]:
+    images, labels = load_mnist(args.data_dir, split="test", download=args.download)
+    arrays = build_test_set(images, labels, args.seq_len, args.deterministic,
+                            num_videos=args.num_videos, progress=args.progress)
+    return save_test_set(arrays, args.out, args.deterministic), arrays
+
+
+def _report_testset(result: tuple[Path, dict], args, seconds: float):
+    path, arrays = result
+    kind = "deterministic" if args.deterministic else "stochastic"
+    t_len, n = arrays["sequences"].shape[:2]
+    yield (f"Wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) in "
+           f"{seconds:.1f} s: {kind} Moving MNIST, {n} videos of {t_len} frames, "
+           "seed 42")
+    for name in ARRAY_NAMES:
+        yield f"  {name:<9} {arrays[name].dtype!s:<5} {tuple(arrays[name].shape)}"
+    verdict = matches_official(arrays, args.deterministic)
+    if verdict is not None:
+        yield "  identical to the official test set: " + ("yes" if verdict else "NO")
+
+
+#: The ``mmnist-testset`` sub-command (see :mod:`srvp.data.steps`).
+STEPS = (
+    Step("mmnist-testset", "build the official Moving MNIST test set (.npz)",
+         _TESTSET_DESC,
+         (steps.option("--data-dir", metavar="DIR", default=None,
+                       help="folder holding t10k-images-idx3-ubyte[.gz] and "
+                            f"t10k-labels-idx1-ubyte[.gz] (default: ${ENV_VAR})"),
+          steps.out_dir("folder where the .npz file is written (created if "
+                        "needed)", required=True),
+          steps.option("--deterministic", action="store_true",
+                       help="build the deterministic Moving MNIST test set instead"),
+          steps.option("--seq-len", metavar="N", type=int, default=None,
+                       positive=True, help="frames per video (default: 25 "
+                                           "stochastic, 100 deterministic)"),
+          steps.option("--num-videos", metavar="N", type=int, default=None,
+                       positive=True, help="build only the first N videos, an exact "
+                       "prefix of the full set (for quick checks; default: all "
+                       "5,000)"),
+          steps.option("--download", action="store_true",
+                       help="download the MNIST test files into --data-dir if "
+                            "missing"),
+          steps.option("--no-progress", action="store_true",
+                       help="hide the progress bar")),
+         run=_run_testset, report=_report_testset, hint=command_line_hint),
+)

@@ -3,7 +3,9 @@ and its test set (book ch. 1).
 
 The trainer, ``evaluate``, the command line and the book all go through
 :func:`get`; adding a dataset means an entry in :data:`DATASETS` and the
-dataset's own module, nothing else.
+dataset's own module, nothing else: the module reads the data and declares its
+preparation steps (``STEPS``, see :mod:`srvp.data.steps`), from which
+``python -m srvp data`` builds its sub-commands (:func:`data_steps`).
 
 Training and validation *sources* draw uint8 clips (n, T, C, H, W) with
 ``generate(n, rng=...)``; a *test set* is a list of uint8 videos (T, C, H, W),
@@ -13,13 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from ..config import Config
 from .batches import TestBatches, to_batch
+from .steps import Step
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,9 @@ class Dataset:
     ``sources(cfg, data_dir)`` returns the (training, validation) sources;
     ``test_videos(cfg, data_dir, nt, n_videos)`` the first ``n_videos`` test
     videos (all if None), each (nt, C, H, W) uint8. ``reads_mnist``: the data
-    folder holds MNIST files and defaults to ``$SRVP_MNIST_DIR``.
+    folder holds MNIST files and defaults to ``$SRVP_MNIST_DIR``. ``steps()``:
+    its ``python -m srvp data`` sub-commands (download, conversion, test set),
+    usually its module's ``STEPS``; datasets may share them.
     """
 
     name: str
@@ -37,6 +42,7 @@ class Dataset:
     sources: Callable[[Config, Optional[str]], Tuple[object, object]]
     test_videos: Callable[[Config, str, int, Optional[int]], List[torch.Tensor]]
     reads_mnist: bool = False
+    steps: Callable[[], Sequence[Step]] = tuple
 
 
 # ------------------------------------------------------------ Moving MNIST
@@ -80,6 +86,11 @@ def _mnist_test_videos(cfg: Config, data_dir, nt: int, n_videos: Optional[int]):
     return [torch.from_numpy(seqs[:nt, i]).unsqueeze(1) for i in range(seqs.shape[1])]
 
 
+def _mnist_steps() -> Tuple[Step, ...]:
+    from . import mnist_idx, moving_mnist_testset
+    return (*moving_mnist_testset.STEPS, *mnist_idx.STEPS)
+
+
 # ----------------------------------------------------- KTH, Human3.6M, BAIR
 def _video_sources(make, **extra):
     def sources(cfg: Config, data_dir: Optional[str]):
@@ -118,18 +129,20 @@ def _bair():
 #: Every dataset the package reads, by the name ``Config.dataset`` holds.
 DATASETS: Dict[str, Dataset] = {d.name: d for d in (
     Dataset("smmnist", "Stochastic Moving MNIST (two digits, random bounces)",
-            _mnist_sources, _mnist_test_videos, reads_mnist=True),
+            _mnist_sources, _mnist_test_videos, reads_mnist=True,
+            steps=_mnist_steps),
     Dataset("mmnist", "deterministic Moving MNIST", _mnist_sources,
-            _mnist_test_videos, reads_mnist=True),
+            _mnist_test_videos, reads_mnist=True, steps=_mnist_steps),
     Dataset("kth", "KTH human actions (converted with `srvp data kth-convert`)",
             _video_sources(lambda: _kth().KTH.from_dir, image_size="nx"),
-            _video_test(lambda: _kth().KTHTestSet)),
+            _video_test(lambda: _kth().KTHTestSet), steps=lambda: _kth().STEPS),
     Dataset("human", "Human3.6M (converted with `srvp data human-convert`)",
             _video_sources(lambda: _human().Human.from_dir, subsampling="subsampling"),
-            _video_test(lambda: _human().HumanTestSet, subsampling="subsampling")),
+            _video_test(lambda: _human().HumanTestSet, subsampling="subsampling"),
+            steps=lambda: _human().STEPS),
     Dataset("bair", "BAIR robot pushing (converted with `srvp data bair-convert`)",
             _video_sources(lambda: _bair().Bair.from_dir),
-            _video_test(lambda: _bair().BairTestSet)),
+            _video_test(lambda: _bair().BairTestSet), steps=lambda: _bair().STEPS),
 )}
 
 
@@ -139,6 +152,17 @@ def get(name: str) -> Dataset:
         raise ValueError(f"dataset {name!r}: no data pipeline; known datasets: "
                          f"{', '.join(DATASETS)}")
     return DATASETS[name]
+
+
+def data_steps() -> List[Step]:
+    """The ``python -m srvp data`` steps of every dataset, in registry order;
+    a step that several datasets share (Moving MNIST) comes once."""
+    found: Dict[str, Step] = {}
+    for dataset in DATASETS.values():
+        for step in dataset.steps():
+            if found.setdefault(step.name, step) is not step:
+                raise ValueError(f"two datasets declare the step {step.name!r}")
+    return list(found.values())
 
 
 def training_sources(cfg: Config, data_dir: Optional[str]) -> Tuple[object, object]:
