@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import os
 import warnings
 from dataclasses import dataclass, fields
@@ -23,6 +24,22 @@ ARCHITECTURES = ("dcgan", "vgg")
 #: Latent transitions: the paper's residual Euler step, or the ablation that
 #: takes the transition network's output as the next state (book ch. 8).
 DYNAMICS = ("residual", "direct")
+
+
+def check_euler_steps(n_euler_steps: Any, dynamics: str = "residual") -> int:
+    """Return ``n_euler_steps``, the Euler steps K per frame interval (the step
+    is dt = 1 / K, book ch. 6), after checking it: an integer of at least 1,
+    and 1 for ``dynamics="direct"``, which has no step to refine. Raises a
+    one-line ``ValueError`` naming the value and the fix."""
+    k = n_euler_steps
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"n_euler_steps={k!r}: the Euler steps per frame "
+                         "interval must be an integer K >= 1 (dt = 1/K)")
+    if dynamics == "direct" and k != 1:
+        raise ValueError(f"n_euler_steps={k}: direct dynamics "
+                         "(y_t+1 = f(y_t, z_t+1)) have no Euler step to refine; "
+                         "use n_euler_steps=1, or dynamics=residual")
+    return int(k)
 
 
 def _check_types(cfg) -> None:
@@ -136,17 +153,14 @@ class Config:
             raise ValueError(f"archi={self.archi!r}: expected one of {ARCHITECTURES}")
         if self.dynamics not in DYNAMICS:
             raise ValueError(f"dynamics={self.dynamics!r}: expected one of {DYNAMICS}")
-        if self.dynamics == "direct" and self.n_euler_steps != 1:
-            raise ValueError(f"n_euler_steps={self.n_euler_steps}: direct dynamics "
-                             "have no time step (it is a residual's Euler step); "
-                             "use dynamics=residual to refine it")
+        check_euler_steps(self.n_euler_steps, self.dynamics)
         if self.nx != 64:
             raise ValueError(f"nx={self.nx}: the DCGAN and VGG networks take 64x64 "
                              "frames")
         if self.nc not in (1, 3):
             raise ValueError(f"nc={self.nc}: expected 1 (grayscale) or 3 (RGB)")
         for name in ("nf", "nhx", "ny", "nz", "nt_inf", "nh_inf", "nh_res",
-                     "n_euler_steps", "batch_size", "seq_len", "nt_cond", "nt_gen"):
+                     "batch_size", "seq_len", "nt_cond", "nt_gen"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be at least 1")
         if self.nlayers_inf < 2 or self.nlayers_res < 2:
@@ -174,7 +188,8 @@ class Config:
     # ------------------------------------------------------------- conversion
     @property
     def dt(self) -> float:
-        """Training Euler step size, ``1 / n_euler_steps``."""
+        """Training Euler step size, ``1 / n_euler_steps``, to display or
+        compute with; the model's methods take ``n_euler_steps``."""
         return 1.0 / self.n_euler_steps
 
     def __getattr__(self, name: str):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .config import check_euler_steps
 from .metrics.pixel import psnr, ssim
 from .precision import AMP_MODES, autocast
 
@@ -40,7 +41,8 @@ def frame_metrics(lpips_model=None) -> Dict[str, Callable]:
 class Protocol:
     """What an evaluation measures: ``nt_cond`` conditioning frames, ``nt_pred``
     predicted frames, the best of ``n_samples`` futures per video, drawn with
-    Euler step ``dt`` (None: the training step) from the test seed ``seed``
+    ``n_euler_steps`` Euler steps per frame (None: the training value) from
+    the test seed ``seed``
     (the official protocol uses 1). ``amp``: ``"off"`` (float32, the paper's) or
     ``"bf16"``/``"fp16"``: the predictions run under ``torch.autocast`` in that
     precision (the same random draws, rounded to it; the scores are computed in
@@ -50,7 +52,7 @@ class Protocol:
     nt_cond: int
     nt_pred: int
     n_samples: int = 100
-    dt: Optional[float] = None
+    n_euler_steps: Optional[int] = None
     seed: int = 1
     amp: str = "off"
 
@@ -59,8 +61,8 @@ class Protocol:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must be an "
                                  "integer of at least 1")
-        if self.dt is not None and not 0 < self.dt <= 1:
-            raise ValueError(f"dt={self.dt}: the Euler step must be 1/K, K >= 1")
+        if self.n_euler_steps is not None:
+            check_euler_steps(self.n_euler_steps)
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp={self.amp!r}: choose {', '.join(AMP_MODES)}")
 
@@ -199,7 +201,8 @@ def evaluate(model, batches: Iterable[torch.Tensor], protocol: Protocol, *,
         for s0 in range(0, p.n_samples, chunk_samples):
             with autocast(p.amp, device):
                 pred = model.predict(x_cond, p.nt_pred,
-                                     min(chunk_samples, p.n_samples - s0), dt=p.dt)
+                                     min(chunk_samples, p.n_samples - s0),
+                                     n_euler_steps=p.n_euler_steps)
             pred = pred.float()  # scores in float32 whatever the precision
             pred8 = _to_uint8(pred).cpu()  # (S, T, B, C, H, W)
             if len(randoms) < N_KEPT_RANDOM:

@@ -5,15 +5,21 @@ values in [0, 1], latent sequences (T, B, n). The paper's y_1 is ``y[0]`` here.
 """
 from __future__ import annotations
 
-import math
 from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import Config
-from .nets import MLP, init_encdec_, init_orthogonal_, make_decoder, make_encoder
+from .config import Config, check_euler_steps
+from .nets import (
+    MLP,
+    check_video,
+    init_encdec_,
+    init_orthogonal_,
+    make_decoder,
+    make_encoder,
+)
 
 Skips = Optional[List[torch.Tensor]]
 
@@ -48,14 +54,6 @@ def rsample_normal(params: torch.Tensor) -> torch.Tensor:
     """Reparameterised sample of N(loc, scale) from ``params = [loc, raw_scale]``."""
     loc, raw = params.chunk(2, -1)
     return loc + normal_scale(raw) * torch.randn_like(loc)
-
-
-def euler_substeps(dt: float) -> int:
-    """Number of Euler sub-steps per frame interval, ``K = 1 / dt``."""
-    k = round(1.0 / dt)
-    if k < 1 or not math.isclose(k * dt, 1.0, rel_tol=1e-6):
-        raise ValueError(f"dt={dt}: the Euler step must be 1/K for an integer K >= 1")
-    return k
 
 
 class SRVP(nn.Module):
@@ -187,30 +185,29 @@ class SRVP(nn.Module):
         return self.inf_z(hx)[0] if len(hx) > 1 else None
 
     def generate(self, y1: torch.Tensor, hx: Optional[torch.Tensor], nt: int,
-                 dt: float, intermediate: bool = False, *,
+                 n_euler_steps: int, intermediate: bool = False, *,
                  h_z: Optional[torch.Tensor] = None, repeat: int = 1,
-                 dt_cond: Optional[float] = None):
+                 n_euler_steps_cond: Optional[int] = None):
         """Integrate the latent ODE from ``y1`` over ``nt - 1`` frame intervals.
 
         Interval t -> t+1 draws one z_t+1, from q(z | x_1:t+1) while codes ``hx``
         (T_obs, B, nhx) are available and from the prior p(z | y_t) after, then
-        makes ``K = 1/dt`` Euler sub-steps that share it.
+        makes ``K = n_euler_steps`` Euler sub-steps of dt = 1/K that share it.
 
         Keyword arguments serve prediction: ``h_z``, the LSTM states of
         :meth:`infer_z_states` computed once, in place of ``hx``; ``repeat``,
         the number of samples stacked sample-major in ``y1`` (R B, ny), each
-        drawing its own z from the shared posterior; ``dt_cond``, the Euler
-        step of the observed intervals (default ``dt``).
+        drawing its own z from the shared posterior; ``n_euler_steps_cond``,
+        the Euler steps of the observed intervals (default ``n_euler_steps``).
 
         Returns ``(y, z, q_z_params, p_z_params, res)``: states at integer times
         (nt, B, ny) or every sub-step if ``intermediate``; z (nt - 1, B, nz);
         posterior parameters of the observed transitions (or None); prior
         parameters (nt - 1, B, 2 nz); residuals, one per sub-step (.., B, ny).
         """
-        if self.cfg.dynamics == "direct" and (dt != 1 or dt_cond not in (None, 1)):
-            raise ValueError(f"dt={dt}: a model with direct dynamics (y_t+1 = "
-                             "f(y_t, z_t+1)) has no Euler step to refine; only "
-                             "dt=1 works")
+        k_pred = check_euler_steps(n_euler_steps, self.cfg.dynamics)
+        k_cond = k_pred if n_euler_steps_cond is None else \
+            check_euler_steps(n_euler_steps_cond, self.cfg.dynamics)
         if h_z is None and hx is not None:
             h_z = self.infer_z_states(hx)
         n_obs = 0 if h_z is None else len(h_z)
@@ -227,10 +224,9 @@ class SRVP(nn.Module):
             else:
                 z = rsample_normal(p_params[-1])
             zs.append(z)
-            step = dt_cond if observed and dt_cond is not None else dt
-            k = euler_substeps(step)
+            k = k_cond if observed else k_pred
             for j in range(k):
-                y, r = self._residual_step(y, z, step)
+                y, r = self._residual_step(y, z, 1.0 / k)
                 res.append(r)
                 if intermediate or j == k - 1:
                     ys.append(y)
@@ -239,7 +235,8 @@ class SRVP(nn.Module):
                 stack(res))
 
     def forward(self, x: torch.Tensor, nt: Optional[int] = None,
-                dt: Optional[float] = None, intermediate: bool = False) -> Output:
+                n_euler_steps: Optional[int] = None,
+                intermediate: bool = False) -> Output:
         """Infer, integrate and decode: the path of training (book ch. 4).
 
         Parameters
@@ -247,25 +244,26 @@ class SRVP(nn.Module):
         x : Tensor (T, B, C, H, W) in [0, 1].
         nt : frames to produce (default T); beyond T the prior drives z
             (evaluation mode only).
-        dt : Euler step (default ``1 / cfg.n_euler_steps``).
+        n_euler_steps : Euler steps K per frame interval, dt = 1/K (default
+            ``cfg.n_euler_steps``).
         intermediate : also decode the states between integer times.
         """
         # values are read back on the CPU only: on a GPU that would be a sync
         check_video(x, self.cfg, min_frames=self.nt_inf, values=x.device.type == "cpu")
         nt = x.shape[0] if nt is None else nt
-        dt = self.cfg.dt if dt is None else dt
+        k = self.cfg.n_euler_steps if n_euler_steps is None else n_euler_steps
         hx, skips = self.encode(x)
         w = self.infer_w(hx)
         y1, q_y1 = self.infer_y(hx[: self.nt_inf])
-        y, z, q_z, p_z, res = self.generate(y1, hx, nt, dt, intermediate)
+        y, z, q_z, p_z, res = self.generate(y1, hx, nt, k, intermediate)
         return Output(self.decode(w, y, skips), y, z, w, q_y1, q_z, p_z, res)
 
     # ------------------------------------------------------- prediction
     @torch.no_grad()
     def predict(self, x_cond: torch.Tensor, nt_pred: int, n_samples: int = 1,
-                dt: Optional[float] = None, intermediate: bool = False,
+                n_euler_steps: Optional[int] = None, intermediate: bool = False,
                 chunk_size: int = 256,
-                dt_cond: Optional[float] = None) -> torch.Tensor:
+                n_euler_steps_cond: Optional[int] = None) -> torch.Tensor:
         """Sample ``n_samples`` futures of ``nt_pred`` frames (book ch. 5 and 6).
 
         The conditioning frames are encoded once; every sample redraws y_1 and
@@ -275,20 +273,20 @@ class SRVP(nn.Module):
 
         As in the official test loop, the states of the conditioning frames are
         inferred with the *training* Euler step and only the prediction uses
-        ``dt`` (book ch. 6); ``dt_cond`` sets another step for the conditioning
-        frames (``dt_cond=dt``: one step size throughout).
+        ``n_euler_steps`` (book ch. 6); ``n_euler_steps_cond`` sets another for
+        the conditioning frames (equal values: one step size throughout).
 
         Parameters
         ----------
         x_cond : Tensor (T_cond, B, C, H, W) in [0, 1], T_cond >= nt_inf.
         nt_pred : number of future frames.
         n_samples : futures per video.
-        dt : Euler step of the prediction (default: the training step); any
-            1/K works.
+        n_euler_steps : Euler steps K per predicted frame, dt = 1/K (default:
+            the training value); any integer K >= 1 works.
         intermediate : also return the K - 1 frames between two integer times.
         chunk_size : largest number of videos x samples decoded at once.
-        dt_cond : Euler step through the conditioning frames (default: the
-            training step).
+        n_euler_steps_cond : Euler steps per conditioning frame (default: the
+            training value).
 
         Returns
         -------
@@ -299,8 +297,9 @@ class SRVP(nn.Module):
         self.eval()
         try:
             check_video(x_cond, self.cfg, min_frames=self.nt_inf)
-            dt = self.cfg.dt if dt is None else dt
-            dt_cond = self.cfg.dt if dt_cond is None else dt_cond
+            k = self.cfg.n_euler_steps if n_euler_steps is None else n_euler_steps
+            k_cond = (self.cfg.n_euler_steps if n_euler_steps_cond is None
+                      else n_euler_steps_cond)
             nt_cond, bsz = x_cond.shape[:2]
             hx, skips = self.encode(x_cond)  # (T_cond, B, nhx)
             h_z = self.infer_z_states(hx)  # (T_cond, B, nh_inf) or None
@@ -311,9 +310,9 @@ class SRVP(nn.Module):
             for s in range(0, n_samples, per_chunk):
                 n = min(per_chunk, n_samples - s)
                 y1 = rsample_normal(q_y1.repeat(n, 1))  # (n B, ny), sample-major
-                y = self.generate(y1, None, nt_cond + nt_pred, dt, intermediate,
-                                  h_z=h_z, repeat=n, dt_cond=dt_cond)[0]
-                n_past = 1 + (nt_cond - 1) * (euler_substeps(dt_cond) if intermediate
+                y = self.generate(y1, None, nt_cond + nt_pred, k, intermediate,
+                                  h_z=h_z, repeat=n, n_euler_steps_cond=k_cond)[0]
+                n_past = 1 + (nt_cond - 1) * (k_cond if intermediate
                                               else 1)  # states up to frame T_cond
                 x = self.decode(w.repeat(n, 1), y[n_past:], _repeat(skips, n),
                                 fused=True).clamp_(0, 1)  # (T_out, n B, C, H, W)
@@ -343,7 +342,7 @@ class SRVP(nn.Module):
                 raise ValueError("x_dynamics and x_content need the same batch size")
             hx, _ = self.encode(x_dynamics)
             y1, _ = self.infer_y(hx[: self.nt_inf])
-            y = self.generate(y1, hx, len(hx), self.cfg.dt)[0]
+            y = self.generate(y1, hx, len(hx), self.cfg.n_euler_steps)[0]
             hx_c, skips_c = self.encode(x_content)
             return self.decode(self.infer_w(hx_c), y, skips_c), y
         finally:
@@ -354,32 +353,3 @@ def _repeat(skips: Skips, n: int) -> Skips:
     """Skip features (B, ...) repeated sample-major for n samples (n B, ...)."""
     return None if skips is None else [s.repeat(n, *[1] * (s.dim() - 1)) for s in skips]
 
-
-def check_video(x: torch.Tensor, cfg: Config, min_frames: int = 1,
-                values: bool = True) -> None:
-    """Raise ``ValueError`` unless ``x`` is a (T, B, C, 64, 64) video in [0, 1].
-
-    ``values=False`` checks the type and shape only: reading the values back
-    would make a GPU wait at every training step, so ``forward`` checks values
-    on the CPU only; ``predict`` and ``swap_content`` always check them.
-    """
-    want = f"(T, B, {cfg.nc}, {cfg.nx}, {cfg.nx}) with T >= {min_frames}"
-    if not torch.is_tensor(x) or not x.is_floating_point():
-        raise ValueError(f"expected a float tensor of shape {want}, got "
-                         f"{type(x).__name__} {getattr(x, 'dtype', '')}")
-    if x.dim() != 5:
-        raise ValueError(f"expected a video of shape {want} (time first), got a "
-                         f"{x.dim()}-d tensor of shape {tuple(x.shape)}")
-    if x.shape[2] != cfg.nc or x.shape[3:] != (cfg.nx, cfg.nx):
-        raise ValueError(f"expected shape {want}, got {tuple(x.shape)}")
-    if x.shape[0] < min_frames:
-        raise ValueError(f"expected at least {min_frames} frames (nt_inf), got "
-                         f"{x.shape[0]}: shape {tuple(x.shape)}, want {want}")
-    if not values:
-        return
-    lo, hi = torch.aminmax(x.detach())
-    if not (torch.isfinite(lo) and torch.isfinite(hi)):
-        raise ValueError("the video holds NaN or infinite values")
-    if lo < 0 or hi > 1:
-        raise ValueError(f"pixel values must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]: "
-                         "divide uint8 frames by 255")

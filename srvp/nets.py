@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import Config
+
 
 def conv_block(conv: nn.Module, act: str, bn: bool = True) -> nn.Sequential:
     """``conv`` followed by an optional BatchNorm and an activation."""
@@ -273,3 +275,34 @@ def init_orthogonal_(module: nn.Module, gain: float) -> None:
         if isinstance(m, nn.Linear):
             nn.init.orthogonal_(m.weight, gain=gain)
             nn.init.zeros_(m.bias)
+
+
+# ------------------------------------------------------------ inputs
+def check_video(x: torch.Tensor, cfg: Config, min_frames: int = 1,
+                values: bool = True) -> None:
+    """Raise ``ValueError`` unless ``x`` is a (T, B, C, 64, 64) video in [0, 1].
+
+    ``values=False`` checks the type and shape only: reading the values back
+    would make a GPU wait at every training step, so ``forward`` checks values
+    on the CPU only; ``predict`` and ``swap_content`` always check them.
+    """
+    want = f"(T, B, {cfg.nc}, {cfg.nx}, {cfg.nx}) with T >= {min_frames}"
+    if not torch.is_tensor(x) or not x.is_floating_point():
+        raise ValueError(f"expected a float tensor of shape {want}, got "
+                         f"{type(x).__name__} {getattr(x, 'dtype', '')}")
+    if x.dim() != 5:
+        raise ValueError(f"expected a video of shape {want} (time first), got a "
+                         f"{x.dim()}-d tensor of shape {tuple(x.shape)}")
+    if x.shape[2] != cfg.nc or x.shape[3:] != (cfg.nx, cfg.nx):
+        raise ValueError(f"expected shape {want}, got {tuple(x.shape)}")
+    if x.shape[0] < min_frames:
+        raise ValueError(f"expected at least {min_frames} frames (nt_inf), got "
+                         f"{x.shape[0]}: shape {tuple(x.shape)}, want {want}")
+    if not values:
+        return
+    lo, hi = torch.aminmax(x.detach())
+    if not (torch.isfinite(lo) and torch.isfinite(hi)):
+        raise ValueError("the video holds NaN or infinite values")
+    if lo < 0 or hi > 1:
+        raise ValueError(f"pixel values must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]: "
+                         "divide uint8 frames by 255")

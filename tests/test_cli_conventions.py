@@ -105,7 +105,7 @@ BAD_VALUES = {
     "nt-cond = nt-gen": (["--nt-cond", "6"], "--nt-cond 6"),
     "nt-cond > nt-gen": (["--nt-cond", "4", "--nt-gen", "3"], "--nt-gen (3)"),
     "batch-size 0": (["--batch-size", "0"], "--batch-size 0"),
-    "n-euler-steps 0": (["--n-euler-steps", "0"], "--n-euler-steps 0"),
+    "n-euler-steps 0": (["--n-euler-steps", "0"], "n_euler_steps=0: the Euler"),
     "out in a file": (["--out", "{tmp}/file/r.json"], "cannot write {tmp}/file/r"),
     "out a folder": (["--out", "{tmp}"], "--out {tmp} is a folder"),
     "lpips missing": (["--lpips-weights", "{tmp}/no.pth"],

@@ -26,7 +26,7 @@ class NoisyOracle(torch.nn.Module):
                 for j in range(x_cond.shape[1])]
         return self.x[self.nt_cond:, cols]
 
-    def predict(self, x_cond, nt_pred, n_samples, dt=None):
+    def predict(self, x_cond, nt_pred, n_samples, n_euler_steps=None):
         out = []
         for _ in range(n_samples):
             k = self.calls
@@ -159,7 +159,7 @@ class AutocastProbe(torch.nn.Module):
         self.x, self.nt_cond, self.seen = x, nt_cond, []
         self.p = torch.nn.Parameter(torch.zeros(1))
 
-    def predict(self, x_cond, nt_pred, n_samples, dt=None):
+    def predict(self, x_cond, nt_pred, n_samples, n_euler_steps=None):
         on = torch.is_autocast_enabled("cpu")
         self.seen.append(torch.get_autocast_dtype("cpu") if on else None)
         truth = self.x[self.nt_cond:self.nt_cond + nt_pred]

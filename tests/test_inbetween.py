@@ -60,16 +60,16 @@ def test_bad_shapes():
 
 class _Mover(torch.nn.Module):
     """A stand-in model whose prediction is the square of `_moving`, moving on
-    from the last conditioning frame at any step dt = 1/k."""
+    from the last conditioning frame with any number k of Euler steps."""
 
     def __init__(self, fade_between=False):
         super().__init__()
         self.w = torch.nn.Parameter(torch.zeros(1))
         self.fade_between = fade_between
 
-    def predict(self, x_cond, nt_pred, n_samples=1, dt=1.0, intermediate=False):
-        k = round(1 / dt)
-        _, pred = _moving(k, t=nt_pred, fade_between=self.fade_between)
+    def predict(self, x_cond, nt_pred, n_samples=1, n_euler_steps=1,
+                intermediate=False):
+        _, pred = _moving(n_euler_steps, t=nt_pred, fade_between=self.fade_between)
         pred = pred.expand(-1, x_cond.shape[1], -1, -1, -1)
         return pred[None].expand(n_samples, *pred.shape)
 

@@ -1,12 +1,15 @@
 """Shapes, Euler semantics, prediction, content swap and input checks."""
 import math
 
+import numpy as np
 import pytest
 import torch
 from helpers import tiny, video
 
 from srvp import elbo_loss
-from srvp.model import check_video, euler_substeps
+from srvp.config import check_euler_steps
+from srvp.evaluate import Protocol
+from srvp.nets import check_video
 
 PRESETS = ["smoke", "smmnist", "kth", "human", "bair"]
 
@@ -32,9 +35,9 @@ def test_dt_integer_times_and_intermediates(k):
     model, cfg = tiny()
     x = video(cfg, nt=5)
     model.eval()
-    out = model(x, dt=1 / k)
+    out = model(x, n_euler_steps=k)
     assert out.x_hat.shape[0] == 5 and out.res.shape[0] == 4 * k
-    full = model(x, dt=1 / k, intermediate=True)
+    full = model(x, n_euler_steps=k, intermediate=True)
     assert full.y.shape[0] == full.x_hat.shape[0] == (5 - 1) * k + 1
 
 
@@ -43,9 +46,9 @@ def test_intermediate_states_contain_integer_states():
     x = video(cfg, nt=4)
     model.eval()
     torch.manual_seed(1)
-    coarse = model(x, dt=0.25)
+    coarse = model(x, n_euler_steps=4)
     torch.manual_seed(1)
-    fine = model(x, dt=0.25, intermediate=True)
+    fine = model(x, n_euler_steps=4, intermediate=True)
     torch.testing.assert_close(fine.y[::4], coarse.y)
 
 
@@ -62,7 +65,7 @@ def test_generate_sums_residuals():
     model, cfg = tiny()
     model.eval()
     y1 = torch.randn(2, cfg.ny)
-    y, z, q, p, res = model.generate(y1, None, 4, 1 / 3, intermediate=True)
+    y, z, q, p, res = model.generate(y1, None, 4, 3, intermediate=True)
     assert q is None and z.shape == (3, 2, cfg.nz) and p.shape == (3, 2, 2 * cfg.nz)
     torch.testing.assert_close(y[-1], y1 + res.sum(0), rtol=1e-5, atol=1e-5)
 
@@ -71,15 +74,32 @@ def test_z_is_shared_within_an_interval():
     model, cfg = tiny()
     model.eval()
     y1 = torch.randn(2, cfg.ny)
-    y, z, _, _, res = model.generate(y1, None, 3, 0.5, intermediate=True)
+    y, z, _, _, res = model.generate(y1, None, 3, 2, intermediate=True)
     # sub-step 2 of interval 1 uses z[0] from y after sub-step 1
     torch.testing.assert_close(res[1], 0.5 * model.dynamics(torch.cat([y[1], z[0]], 1)))
     torch.testing.assert_close(res[3], 0.5 * model.dynamics(torch.cat([y[3], z[1]], 1)))
 
 
-def test_bad_dt():
-    with pytest.raises(ValueError, match="1/K"):
-        euler_substeps(0.3)
+@pytest.mark.parametrize("k", [0, -1, 0.5, 2.0, "2", True])
+def test_the_number_of_euler_steps_is_checked_once_with_one_message(k):
+    """K is an integer >= 1 wherever it enters: the config, the model's
+    methods and the evaluation protocol raise the same one-line error."""
+    model, cfg = tiny()
+    x = video(cfg, nt=cfg.nt_cond)
+    calls = [lambda: check_euler_steps(k),
+             lambda: model(x, n_euler_steps=k),
+             lambda: model.predict(x, 2, n_euler_steps=k),
+             lambda: model.predict(x, 2, n_euler_steps_cond=k),
+             lambda: model.generate(torch.zeros(2, cfg.ny), None, 3, k),
+             lambda: Protocol(2, 3, 4, n_euler_steps=k)]
+    if type(k) is int:  # a config field of another type fails its type check
+        calls.append(lambda: cfg.replace(n_euler_steps=k))
+    for call in calls:
+        with pytest.raises(ValueError) as err:
+            call()
+        assert str(err.value) == f"n_euler_steps={k!r}: the Euler steps per " \
+            "frame interval must be an integer K >= 1 (dt = 1/K)"
+    assert check_euler_steps(3) == check_euler_steps(np.int64(3)) == 3
 
 
 def test_training_cannot_run_past_the_data():
@@ -92,9 +112,10 @@ def test_training_cannot_run_past_the_data():
 def test_predict_shapes_and_chunking(k):
     model, cfg = tiny()
     x = video(cfg, nt=cfg.nt_cond, bsz=3)
-    out = model.predict(x, nt_pred=4, n_samples=5, dt=1 / k, chunk_size=6)
+    out = model.predict(x, nt_pred=4, n_samples=5, n_euler_steps=k, chunk_size=6)
     assert out.shape == (5, 4, 3, cfg.nc, 64, 64)
-    inter = model.predict(x, nt_pred=4, n_samples=2, dt=1 / k, intermediate=True)
+    inter = model.predict(x, nt_pred=4, n_samples=2, n_euler_steps=k,
+                          intermediate=True)
     assert inter.shape == (2, 4 * k, 3, cfg.nc, 64, 64)
     assert model.training  # mode restored
 
@@ -131,30 +152,31 @@ def test_predict_matches_official_loop_in_distribution(k):
     """With a deterministic model (zero-variance posteriors and prior), the
     batched predictor equals the official per-sample test loop: forward on the
     conditioning frames with the *training* Euler step, then generate from the
-    last state with the test step dt = 1/k, then decode."""
+    last state with k Euler steps per frame (dt = 1/k), then decode."""
     model, cfg = tiny()
     model.eval()
     _point_masses(model)
     x = video(cfg, nt=cfg.nt_cond + 3)
     x_cond = x[: cfg.nt_cond]
-    ours = model.predict(x_cond, 3, n_samples=2, dt=1 / k)
+    ours = model.predict(x_cond, 3, n_samples=2, n_euler_steps=k)
     with torch.no_grad():
-        out = model(x_cond, dt=cfg.dt)  # conditioning at the training step
-        y = model.generate(out.y[-1], None, 4, 1 / k)[0][1:]  # prediction at 1/k
+        out = model(x_cond)  # conditioning at the training step
+        y = model.generate(out.y[-1], None, 4, k)[0][1:]  # prediction at 1/k
         ref = model.decode(out.w, y, model.encode(x_cond)[1]).clamp(0, 1)
     torch.testing.assert_close(ours[0], ref, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(ours[1], ref, rtol=1e-4, atol=1e-5)
     if k > 1:  # one step size throughout is the other, explicit, choice
-        same = model.predict(x_cond, 3, n_samples=1, dt=1 / k, dt_cond=1 / k)
+        same = model.predict(x_cond, 3, n_samples=1, n_euler_steps=k,
+                             n_euler_steps_cond=k)
         with torch.no_grad():
-            out = model(x_cond, dt=1 / k)
-            y = model.generate(out.y[-1], None, 4, 1 / k)[0][1:]
+            out = model(x_cond, n_euler_steps=k)
+            y = model.generate(out.y[-1], None, 4, k)[0][1:]
             ref_same = model.decode(out.w, y, model.encode(x_cond)[1]).clamp(0, 1)
         torch.testing.assert_close(same[0], ref_same, rtol=1e-4, atol=1e-5)
         # the two semantics differ: the states reached at the last conditioning
         # frame (an untrained decoder hardly shows it in the frames)
         with torch.no_grad():
-            gap = (model(x_cond, dt=cfg.dt).y[-1] - out.y[-1]).abs().max()
+            gap = (model(x_cond).y[-1] - out.y[-1]).abs().max()
         assert gap > 1e-3
 
 

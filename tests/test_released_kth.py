@@ -48,7 +48,8 @@ def test_released_kth_downloads_converts_and_draws_test_persons(sources, tmp_pat
     # only persons 21-25: the gray levels 40 and 200, never the training person's 120
     assert all(min(abs(v - 40), abs(v - 200)) < 12 for v in levels), levels
     with torch.no_grad():
-        pred = model.predict(videos[: cfg.nt_cond], 2, dt=1 / 4, intermediate=True)
+        pred = model.predict(videos[: cfg.nt_cond], 2, n_euler_steps=4,
+                             intermediate=True)
     assert pred.shape == (1, 8, 3, 1, 64, 64)
     asked = len(sources.requests)
     again = released_kth(tmp_path / "dl", n_videos=3, seq_len=12, progress=False)

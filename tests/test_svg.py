@@ -238,7 +238,7 @@ def test_bad_prediction_arguments_raise():
     model, cfg = tiny()
     x_cond = video(cfg, nt=2, bsz=2)
     with pytest.raises(ValueError, match="continuous time"):
-        model.predict(x_cond, 3, dt=0.5)
+        model.predict(x_cond, 3, n_euler_steps=2)
     with pytest.raises(ValueError, match="between frames"):
         model.predict(x_cond, 3, intermediate=True)
     with pytest.raises(ValueError, match="at least 1"):
@@ -247,7 +247,7 @@ def test_bad_prediction_arguments_raise():
         model.predict(x_cond[:1], 3)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         model.predict(x_cond * 255, 3)
-    assert model.predict(x_cond, 3, dt=1).shape == (1, 3, 2, 1, 64, 64)
+    assert model.predict(x_cond, 3, n_euler_steps=1).shape == (1, 3, 2, 1, 64, 64)
 
 
 # -------------------------------------------------------------------- loss
@@ -323,7 +323,7 @@ class _Replay(torch.nn.Module):
         super().__init__()
         self.recorded, self.p = list(recorded), torch.nn.Parameter(torch.zeros(1))
 
-    def predict(self, x_cond, nt_pred, n_samples, dt=None):
+    def predict(self, x_cond, nt_pred, n_samples, n_euler_steps=None):
         out = self.recorded.pop(0)
         assert out.shape[:3] == (n_samples, nt_pred, x_cond.shape[1])
         return out

@@ -77,13 +77,20 @@ def test_direct_dynamics_take_the_network_output_as_the_state():
 
 
 def test_direct_dynamics_refuse_another_time_step():
-    with pytest.raises(ValueError, match="direct dynamics have no time step"):
+    """One rule, one line: direct dynamics take no K other than 1, in the
+    config and in every method that takes K."""
+    refusal = r"^n_euler_steps=\d: direct dynamics .* no Euler step to refine; " \
+              r"use n_euler_steps=1, or dynamics=residual$"
+    with pytest.raises(ValueError, match=refusal):
         preset("smoke", dynamics="direct", n_euler_steps=2)
     model, cfg = tiny(dynamics="direct")
     x = video(cfg, nt=cfg.nt_cond)
-    for kw in (dict(dt=0.5), dict(dt_cond=0.25)):
-        with pytest.raises(ValueError, match="only dt=1 works"):
+    for kw in (dict(n_euler_steps=2), dict(n_euler_steps_cond=4)):
+        with pytest.raises(ValueError, match=refusal):
             model.predict(x, nt_pred=3, **kw)
+    with pytest.raises(ValueError, match=refusal):
+        model(x, n_euler_steps=2)
+    assert model.predict(x, nt_pred=3, n_euler_steps=1).shape[1] == 3
     with pytest.raises(ValueError, match="dynamics='gru'"):
         preset("smoke", dynamics="gru")
 

@@ -30,8 +30,7 @@ import torch
 from torch import nn
 
 from ..config import Config
-from ..model import check_video
-from ..nets import init_encdec_
+from ..nets import check_video, init_encdec_
 
 Hidden = List[Tuple[torch.Tensor, torch.Tensor]]  # (h, c) per LSTM layer
 
@@ -265,7 +264,7 @@ class SVG(nn.Module):
     # ------------------------------------------------------- prediction
     @torch.no_grad()
     def predict(self, x_cond: torch.Tensor, nt_pred: int, n_samples: int = 1,
-                dt: Optional[float] = None, intermediate: bool = False,
+                n_euler_steps: Optional[int] = None, intermediate: bool = False,
                 chunk_size: int = 256) -> torch.Tensor:
         """Sample ``n_samples`` futures of ``nt_pred`` frames, as the official
         ``generate_svg_lp.py``, with the same signature as
@@ -281,14 +280,15 @@ class SVG(nn.Module):
         x_cond : Tensor (T_cond, B, C, H, W) in [0, 1], T_cond >= 2.
         nt_pred : number of future frames.
         n_samples : futures per video.
-        dt, intermediate : only the defaults (SVG has no continuous time).
+        n_euler_steps, intermediate : only the defaults (SVG has no continuous
+            time).
         chunk_size : largest number of videos x samples run at once.
 
         Returns
         -------
         Tensor (n_samples, nt_pred, B, C, H, W) in [0, 1].
         """
-        _check_prediction_args(dt, intermediate, nt_pred, n_samples)
+        _check_prediction_args(n_euler_steps, intermediate, nt_pred, n_samples)
         was_training = self.training
         self.eval()
         try:
@@ -374,11 +374,12 @@ def _check_config(cfg: Config) -> None:
                          "at least 2")
 
 
-def _check_prediction_args(dt, intermediate: bool, nt_pred: int,
+def _check_prediction_args(n_euler_steps, intermediate: bool, nt_pred: int,
                            n_samples: int) -> None:
-    if dt is not None and dt != 1:
-        raise ValueError(f"dt={dt}: SVG predicts frame by frame and has no "
-                         "continuous time; leave dt=None")
+    if n_euler_steps is not None and n_euler_steps != 1:
+        raise ValueError(f"n_euler_steps={n_euler_steps}: SVG predicts frame by "
+                         "frame and has no continuous time; leave n_euler_steps "
+                         "unset")
     if intermediate:
         raise ValueError("intermediate=True: SVG has no states between frames")
     if nt_pred < 1 or n_samples < 1:

@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
         protocol = Protocol(
             nt_cond, nt_gen - nt_cond,
             cfg.n_samples if args.n_samples is None else args.n_samples,
-            dt=None if args.n_euler_steps is None else 1 / args.n_euler_steps,
+            n_euler_steps=args.n_euler_steps,
             seed=args.seed, amp=args.amp)
         batches = _test_batches(cfg, args, nt_gen)  # the data before LPIPS
         lpips_model = None if args.no_lpips else _lpips(args)
@@ -117,8 +117,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _check_args(args: argparse.Namespace) -> None:
     """Option values that no data can make right: raise ``ValueError``."""
-    for option in ("n_samples", "n_videos", "nt_cond", "nt_gen", "n_euler_steps",
-                   "batch_size"):
+    for option in ("n_samples", "n_videos", "nt_cond", "nt_gen", "batch_size"):
         value = getattr(args, option)
         if value is not None and value < 1:
             raise ValueError(f"--{option.replace('_', '-')} {value}: must be at "
@@ -228,9 +227,9 @@ def register(subparsers) -> None:
     p.add_argument("--nt-gen", type=int, metavar="N",
                    help="conditioning + predicted frames (default: preset)")
     p.add_argument("--n-euler-steps", type=int, metavar="N",
-                   help="Euler steps per frame of the prediction (dt = 1/N; "
-                        "default: the training value); as in the official test, the "
-                        "conditioning frames keep the training step")
+                   help="Euler steps per frame of the prediction, N >= 1 (dt = "
+                        "1/N; default: the training value); as in the official "
+                        "test, the conditioning frames keep the training step")
     p.add_argument("--batch-size", type=int, default=16, metavar="N",
                    help="test videos per batch (default 16, as the official test). "
                         "It sets how the random draws fall on the videos, so another "

@@ -24,6 +24,8 @@ from typing import Dict, Iterable
 import numpy as np
 import torch
 
+from ..config import check_euler_steps
+
 
 def ink(frames: torch.Tensor) -> torch.Tensor:
     """Sum of the pixel values of each frame: (..., C, H, W) -> (...)."""
@@ -56,9 +58,9 @@ def inbetween_scores(x_last: torch.Tensor, pred: torch.Tensor,
     ----------
     x_last : the last conditioning frame (B, C, H, W), the frame before the
         first predicted one.
-    pred : frames from ``predict(..., dt=1/k, intermediate=True)`` for one
-        sample: (T k, B, C, H, W), the frame at ``t_cond + j/k`` at index
-        ``j - 1``.
+    pred : frames from ``predict(..., n_euler_steps=k, intermediate=True)``
+        for one sample: (T k, B, C, H, W), the frame at ``t_cond + j/k`` at
+        index ``j - 1``.
     k : sub-steps per frame interval (k >= 2).
 
     Returns
@@ -97,8 +99,9 @@ def _summary(scores: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
 def inbetween_eval(model, batches: Iterable[torch.Tensor], nt_cond: int,
                    nt_pred: int, k: int, n_samples: int = 5,
                    seed: int = 1) -> Dict[str, np.ndarray]:
-    """How well ``n_samples`` predictions per video at ``dt = 1/k`` keep ink
-    and straight motion between frame times, one value per video.
+    """How well ``n_samples`` predictions per video with ``k`` Euler steps per
+    frame (``n_euler_steps``, dt = 1/k) keep ink and straight motion between
+    frame times, one value per video.
 
     For ``k >= 2``, the scores of :func:`inbetween_scores` over the ``k - 1``
     frames between two frame times, averaged over the frames and samples:
@@ -115,8 +118,7 @@ def inbetween_eval(model, batches: Iterable[torch.Tensor], nt_cond: int,
     dict of (N,) float64 arrays over the N videos of ``batches`` (each
     (T, B, C, H, W) in [0, 1], T >= nt_cond + nt_pred).
     """
-    if k < 1:
-        raise ValueError(f"k={k}: must be at least 1")
+    check_euler_steps(k)
     if nt_pred % 2:
         raise ValueError(f"nt_pred={nt_pred}: the two-frame scores need an even "
                          "number of predicted frames")
@@ -126,7 +128,7 @@ def inbetween_eval(model, batches: Iterable[torch.Tensor], nt_cond: int,
     for x in batches:
         x = x[: nt_cond + nt_pred].to(device)
         x_cond, truth = x[:nt_cond], x[nt_cond:]
-        pred = model.predict(x_cond, nt_pred, n_samples, dt=1 / k,
+        pred = model.predict(x_cond, nt_pred, n_samples, n_euler_steps=k,
                              intermediate=True)  # (S, T k, B, C, H, W)
         span = max(k, 2)  # k = 1: the odd frames between the even ones
         per_sample = [_summary(inbetween_scores(x_cond[-1], s, span))
