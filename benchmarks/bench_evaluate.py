@@ -20,34 +20,24 @@ import argparse
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from srvp import SRVP, preset
+from srvp.bench import gflop, official_samples, synchronize
 from srvp.evaluate import Protocol, evaluate
 from srvp.metrics import psnr, ssim
 
 
 @torch.no_grad()
 def official_test_loop(model, x, nt_cond: int, n_samples: int):
-    """test.py restated: one sample at a time, metrics per sample, running best."""
-    cfg = model.cfg
-    x_cond, target = x[:nt_cond], x[nt_cond:]
-    skips = model.encode(x_cond)[1]
+    """test.py restated: one sample at a time (:func:`srvp.bench.official_samples`),
+    metrics per sample, running best."""
+    target = x[nt_cond:]
     best = {"psnr": None, "ssim": None}
-    for _ in range(n_samples):
-        rec = model(x_cond)
-        y = model.generate(rec.y[-1], None, len(target) + 1, cfg.dt)[0][1:]
-        pred = model.decode(rec.w, y, skips).clamp(0, 1)
+    for pred in official_samples(model, x[:nt_cond], len(target), n_samples):
         for name, fn in (("psnr", psnr), ("ssim", ssim)):
             v = fn(pred, target).mean(0)
             best[name] = v if best[name] is None else torch.maximum(best[name], v)
     return best
-
-
-def flops_per_frame(fn, n_frames: int) -> float:
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops() / n_frames
 
 
 def main() -> None:
@@ -72,36 +62,31 @@ def main() -> None:
     def official():
         official_test_loop(model, x, nt_cond, args.samples)
 
-    def sync():
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
     rows = []
     for name, fn in (("official loop", official), ("srvp.evaluate", ours)):
-        sync()
+        synchronize()
         t = time.perf_counter()
         fn()
-        sync()
+        synchronize()
         rows.append((name, time.perf_counter() - t))
     # FLOPs on one video: the official loop costs the same for every sample; ours
     # shares the encoding of the conditioning frames among the samples of a video
-    f_off = flops_per_frame(
-        lambda: official_test_loop(model, x[:, :1], nt_cond, 1), nt_pred)
-    f_ours = flops_per_frame(
-        lambda: model.predict(x[:nt_cond, :1], nt_pred, args.samples),
-        args.samples * nt_pred)
+    f_off = gflop(lambda: official_test_loop(model, x[:, :1], nt_cond, 1)) / nt_pred
+    f_ours = gflop(lambda: model.predict(x[:nt_cond, :1], nt_pred, args.samples)) \
+        / (args.samples * nt_pred)
     # the metrics alone, on as many frames as both paths score
     pred = torch.rand(nt_pred, args.videos, 1, 64, 64, device=args.device)
-    sync()
+    synchronize()
     t = time.perf_counter()
     for _ in range(args.samples):
         psnr(pred, x[nt_cond:]), ssim(pred, x[nt_cond:])
-    sync()
+    synchronize()
     t_metrics = time.perf_counter() - t
     print(f"{args.videos} videos x {args.samples} samples x {nt_pred} frames, "
           f"{args.device}, {args.threads} threads, torch {torch.__version__}")
     print(f"{'path':16s} {'total (s)':>10s} {'ms/frame':>9s} {'GFLOP/frame':>12s}")
     for (name, t), f in zip(rows, (f_off, f_ours)):
-        print(f"{name:16s} {t:10.1f} {1e3 * t / frames:9.3f} {f / 1e9:12.3f}")
+        print(f"{name:16s} {t:10.1f} {1e3 * t / frames:9.3f} {f:12.3f}")
     print(f"{'metrics alone':16s} {t_metrics:10.1f} {1e3 * t_metrics / frames:9.3f} "
           f"{'-':>12s}   (PSNR + SSIM, included in both totals)")
     print(f"speed-up: {rows[0][1] / rows[1][1]:.2f}x")

@@ -6,29 +6,20 @@ Prints a table for the ``smmnist`` and ``kth`` presets at batch 16:
 - the time per generated frame when sampling futures of 20 frames for 16 videos,
   (a) as the official test loop does it (per sample: run the model on the
   conditioning frames, decoding their reconstructions, then generate and decode
-  the future) and (b) with :meth:`SRVP.predict` (encode once, batched samples).
+  the future; :func:`srvp.bench.official_samples`) and (b) with
+  :meth:`SRVP.predict` (encode once, batched samples). The official code itself:
+  ``bench_official.py --only test``.
 
 Usage: python benchmarks/bench_model.py [--threads 2] [--presets smmnist kth]
 """
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 from srvp import SRVP, elbo_loss, preset
-
-
-def _time(fn, reps: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from srvp.bench import median_seconds, official_samples
 
 
 def train_step_time(name: str, bsz: int, reps: int) -> float:
@@ -42,19 +33,7 @@ def train_step_time(name: str, bsz: int, reps: int) -> float:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return _time(step, reps)
-
-
-def official_loop(model: SRVP, x_cond, nt_pred: int, n_samples: int):
-    """The official per-sample test loop (test.py), restated with our modules."""
-    cfg = model.cfg
-    skips = model.encode(x_cond)[1]
-    out = []
-    for _ in range(n_samples):
-        rec = model(x_cond)  # re-encodes and decodes the conditioning frames
-        y = model.generate(rec.y[-1], None, nt_pred + 1, cfg.dt)[0][1:]
-        out.append(model.decode(rec.w, y, skips).clamp(0, 1))
-    return torch.stack(out)
+    return median_seconds(step, reps)
 
 
 @torch.no_grad()
@@ -63,8 +42,10 @@ def generation_times(name: str, bsz: int, n_samples: int, nt_pred: int, reps: in
     model = SRVP(cfg).eval()
     x_cond = torch.rand(cfg.nt_cond, bsz, cfg.nc, 64, 64)
     frames = n_samples * bsz * nt_pred
-    t_off = _time(lambda: official_loop(model, x_cond, nt_pred, n_samples), reps)
-    t_ours = _time(lambda: model.predict(x_cond, nt_pred, n_samples), reps)
+    t_off = median_seconds(
+        lambda: torch.stack(list(official_samples(model, x_cond, nt_pred, n_samples))),
+        reps)
+    t_ours = median_seconds(lambda: model.predict(x_cond, nt_pred, n_samples), reps)
     return t_off / frames, t_ours / frames
 
 

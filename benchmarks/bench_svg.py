@@ -10,7 +10,8 @@ sizes trained on a CPU for the book, ``cpu`` / ``svg_cpu``), the table gives:
 
 SVG encodes every frame it predicts to feed it back to its LSTMs; SRVP decodes
 its latent states and never re-encodes them, which is where most of the gap in
-generation comes from. Times are medians of ``--reps`` runs after a warm-up.
+generation comes from. Times are medians of ``--reps`` runs after a warm-up
+(:func:`srvp.bench.costs`, which book ch. 9 runs on the book's two models).
 
 Usage: python benchmarks/bench_svg.py [--threads 2] [--batch 16] [--reps 3]
 """
@@ -19,46 +20,22 @@ from __future__ import annotations
 import argparse
 
 import torch
-from bench_model import _time as median_time  # same folder: median after warm-up
-from torch.utils.flop_counter import FlopCounterMode
 
 from srvp import preset
-from srvp.model_registry import build_model, compute_loss
+from srvp.bench import costs
+from srvp.model_registry import build_model
 
 PAIRS = [("smmnist", "svg"), ("cpu", "svg_cpu")]
-
-
-def _gflop(fn) -> float:
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops() / 1e9
 
 
 def measure(name: str, batch: int, reps: int, videos: int = 16, samples: int = 4,
             nt_pred: int = 20):
     """(step s, step GFLOP, ms per generated frame, GFLOP per generated frame)."""
     cfg = preset(name, batch_size=batch)
-    model = build_model(cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    x = torch.rand(cfg.seq_len, batch, cfg.nc, 64, 64)
-
-    def step():
-        model.train()
-        loss = compute_loss(model(x), x, cfg).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
+    model = build_model(cfg).eval()
+    clip = torch.rand(cfg.seq_len, batch, cfg.nc, 64, 64)
     x_cond = torch.rand(cfg.nt_cond, videos, cfg.nc, 64, 64)
-    frames = videos * samples * nt_pred
-
-    @torch.no_grad()
-    def generate():
-        model.predict(x_cond, nt_pred, samples)
-
-    t_step, f_step = median_time(step, reps), _gflop(step)
-    t_gen, f_gen = median_time(generate, reps), _gflop(generate)
-    return t_step, f_step, 1e3 * t_gen / frames, f_gen / frames
+    return costs(model, cfg, clip, x_cond, nt_pred, samples, reps)
 
 
 def main() -> None:

@@ -122,3 +122,37 @@ def released_kth(folder, n_videos: int = 4, actions: Sequence[str] = ("handwavin
     clips = kth.test_person_clips(data, n_videos, seq_len, image_size=cfg.nx)
     videos = torch.from_numpy(clips).float().div(255)  # (N, T, H, W)
     return model, cfg, videos.transpose(0, 1)[:, :, None]
+
+
+def bouncing_squares(cfg, batch: int, seed: int = 0, size: int = 16, device="cpu"):
+    """Moving MNIST with two white squares of ``size`` pixels in place of the
+    digits, the toy videos of book ch. 2 and 3: (T, B, C, 64, 64) float in [0, 1],
+    T = ``cfg.seq_len``."""
+    import numpy as np
+    import torch
+
+    from .data import render, sample_trajectories
+
+    rng = np.random.default_rng(seed)
+    sprites = np.zeros((batch, 2, 28, 28), dtype=np.uint8)
+    lo = (28 - size) // 2  # the square in the middle of a 28 x 28 sprite
+    sprites[:, :, lo:lo + size, lo:lo + size] = 255
+    paths = sample_trajectories(rng, 2 * batch, cfg.seq_len)  # (2 B, T, 4)
+    paths = paths.reshape(batch, 2, cfg.seq_len, 4).transpose(0, 2, 1, 3)
+    frames = torch.from_numpy(render(sprites, paths)).float() / 255  # (B, T, H, W)
+    x = frames.transpose(0, 1)[:, :, None].expand(-1, -1, cfg.nc, -1, -1)
+    return x.contiguous().to(device)
+
+
+def pm(mean: float, ci: float, digits: int = 2, signed: bool = False) -> str:
+    """``"mean ± ci"`` with ``digits`` decimals (``signed``: the mean's sign always)."""
+    return f"{mean:{'+' if signed else ''}.{digits}f} ± {ci:.{digits}f}"
+
+
+def read_results(folder, name: str = "results.json"):
+    """The recorded evaluation ``folder/name`` (written by ``python -m srvp
+    evaluate``) as a dict, or None when there is none."""
+    import json
+
+    path = None if folder is None else Path(folder) / name
+    return json.loads(path.read_text()) if path is not None and path.exists() else None
