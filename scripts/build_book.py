@@ -227,7 +227,8 @@ def select(chapters: list[Path], only: list[str] | None) -> list[Path]:
     return [md for md in chapters if md.stem in wanted]
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
+    """The command line of this script."""
     parser = argparse.ArgumentParser(
         description="Execute the book's notebook chapters with papermill, then "
                     "render the book with jupyter-book (warnings as errors).")
@@ -247,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only these chapters, e.g. 02_architecture")
     parser.add_argument("--no-render", action="store_true",
                         help="do not build the HTML book after executing")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
     args = parser.parse_args(argv)
     if args.update_notebooks and args.out is not None:
         parser.error("--update-notebooks writes into book/: drop --out")

@@ -1,14 +1,25 @@
 """Small builders shared by the tests."""
 import functools
 import http.server
+import importlib.util
 import socket
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from srvp import SRVP, preset
+
+
+def build_book_script():
+    """``scripts/build_book.py``, imported as a module (scripts is no package)."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "build_book.py"
+    spec = importlib.util.spec_from_file_location("build_book", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny(name="smoke", **overrides):

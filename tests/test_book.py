@@ -11,7 +11,6 @@ which CI runs before ``pytest tests _build/smoke --nbval-lax --nbval-current-env
 from __future__ import annotations
 
 import ast
-import importlib.util
 import re
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import jupytext
 import nbformat
 import pytest
 import yaml
+from helpers import build_book_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_DIR = ROOT / "_build" / "smoke"
@@ -27,15 +27,7 @@ SECTIONS = ["What you will learn", "Prerequisites", "Summary", "Exercises"]
 MAX_NOTEBOOK_BYTES = 2_000_000
 
 
-def _load_build_script():
-    spec = importlib.util.spec_from_file_location(
-        "build_book", ROOT / "scripts" / "build_book.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build_book = _load_build_script()
+build_book = build_book_script()
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
 TOC_FILES = list(build_book.toc_files(TOC))
 CHAPTERS = build_book.notebook_chapters(ROOT)

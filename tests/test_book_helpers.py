@@ -1,10 +1,10 @@
 """srvp.book: how chapters find the book folder, MNIST and the shipped model."""
-import importlib.util
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import build_book_script
 
 from srvp.book import RAW_URL, find_book, find_mnist, shipped_run
 
@@ -30,10 +30,7 @@ def test_find_mnist_is_the_setting_else_a_local_download(tmp_path, monkeypatch):
 
 
 def test_build_script_gives_the_chapters_the_book_and_mnist(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location(
-        "build_book", REPO / "scripts" / "build_book.py")
-    build_book = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build_book)
+    build_book = build_book_script()
     monkeypatch.setenv("SRVP_MNIST_DIR", str(tmp_path))
     env = build_book.chapter_env()
     assert env == {"SRVP_BOOK_DIR": str(REPO / "book"), "SRVP_MNIST_DIR": str(tmp_path)}
