@@ -1,5 +1,6 @@
 """Mixed precision, shared by training and evaluation: the ``--amp`` modes, their
-autocast context, and the check that a CUDA device computes bfloat16 natively."""
+autocast context, and whether a CUDA device computes bfloat16 natively (the
+checks of a mode against a device are in :mod:`srvp.devices`)."""
 from __future__ import annotations
 
 import contextlib
@@ -26,13 +27,3 @@ def native_bf16(device: torch.device) -> bool:
     except TypeError:  # older torch: no emulation flag
         return torch.cuda.get_device_capability(device)[0] >= 8
 
-
-def check_amp(amp: str, device: torch.device) -> None:
-    """Raise ``ValueError`` for an unknown mode, or bf16 on a GPU that would
-    emulate it (slower than float32), naming the fix."""
-    if amp not in AMP_MODES:
-        raise ValueError(f"amp={amp!r} (--amp): choose {', '.join(AMP_MODES)}")
-    if amp == "bf16" and device.type == "cuda" and not native_bf16(device):
-        raise ValueError(f"amp=bf16 (--amp): {torch.cuda.get_device_name(device)} has "
-                         "no native bfloat16 (it would be emulated, slower than "
-                         "float32); use --amp fp16 there, or --amp off")

@@ -14,7 +14,6 @@ import random
 import signal
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Optional
@@ -23,24 +22,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import run_checks as rc
 from . import run_folder as rf
 from .config import Config
 from .data.batches import StepBatches
 from .data.registry import training_sources, validation_batches
-from .fileio import FolderLock, FolderLockedError, folder_problem, remove_partials
+from .devices import device_for, resolve_memory_format, resolve_workers
 from .metrics.pixel import psnr
 from .model_registry import build_model, compute_loss
-from .precision import autocast, check_amp
+from .precision import autocast
 
 
 class TrainingDiverged(RuntimeError):
     """The loss or the weights became NaN or infinite; the last good files are
     kept (nothing non-finite is ever saved)."""
-
-
-class RunFolderError(ValueError):
-    """The output folder cannot take this run: it holds another run, nothing to
-    resume, a run with other settings, or another trainer."""
 
 
 #: What ``allow_changes`` (``--allow-change``) may let a resumed run change.
@@ -127,73 +122,8 @@ def check_options(cfg: Config, opts: Options, world: int = 1) -> torch.device:
     if world > 1 and cfg.batch_size % world:
         raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the "
                          f"{world} processes")
-    device = resolve_device(opts.device)
-    _check_amp(opts.amp, device)
+    device = device_for(opts.device, opts.amp)
     resolve_memory_format(opts.memory_format, device, opts.amp)
-    return device
-
-
-MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
-
-
-def resolve_memory_format(name: str, device: torch.device,
-                          amp: str = "off") -> torch.memory_format:
-    """The layout of the model's 4-D weights (hence of the convolutions'
-    activations). ``auto`` picks the faster one measured with
-    ``benchmarks/bench_train.py --memory-format``: channels-last on the CPU
-    (0.92x the time per step) and on GPUs with mixed precision (H200, bf16:
-    smmnist 0.87x, kth 0.78x), the official contiguous layout for float32 on
-    GPUs (smmnist 1.14x slower in channels-last, kth 0.88x: no clear winner).
-    Both layouts give the same results up to float32 rounding."""
-    if name not in MEMORY_FORMATS:
-        raise ValueError(f"memory_format={name!r} (--memory-format): expected one "
-                         f"of {', '.join(MEMORY_FORMATS)}")
-    if name == "auto":
-        fast = device.type == "cpu" or amp in ("bf16", "fp16")
-        name = "channels_last" if fast else "contiguous"
-    return torch.channels_last if name == "channels_last" else torch.contiguous_format
-
-
-def resolve_workers(workers: Optional[int], device: torch.device, world: int) -> int:
-    """DataLoader processes that make the batches: ``workers`` if given, else
-    none on the CPU (its cores run the model) and, on a GPU, up to 4 per
-    process, leaving one core each to drive its GPU (in one run on an H200,
-    ``smmnist`` batch 128 in float32: 97 ms per step with the batches made in
-    the training process, 63 ms with 4 workers; ``benchmarks/results/h200.md``).
-    The batches are the same either way."""
-    if workers is not None:
-        return workers
-    if device.type == "cpu":
-        return 0
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(0, min(4, cores // max(1, world) - 1))
-
-
-def resolve_device(name: str) -> torch.device:
-    """The device named by ``--device`` (auto: CUDA if present, else the CPU);
-    ``ValueError`` naming the option for a bad name or an absent device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device={name!r} (--device): expected auto, cpu, cuda or "
-                         "cuda:N")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            why = ("this PyTorch is built without CUDA" if torch.version.cuda is None
-                   else "no CUDA device is visible")
-            raise ValueError(f"device={name!r} (--device): CUDA is not available "
-                             f"({why}): use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device={name!r} (--device): there are only "
-                             f"{torch.cuda.device_count()} CUDA devices (cuda:0 "
-                             f"to cuda:{torch.cuda.device_count() - 1})")
     return device
 
 
@@ -227,7 +157,7 @@ class Trainer:
                  allow_changes: Iterable[str] = (), run_info: Optional[dict] = None):
         opts = Options() if opts is None else opts
         self.cfg, self.opts, self.out = cfg, opts, Path(out)
-        self.resume, self.run_info, self.changes = resume, run_info, []
+        self.resume, self.run_info = resume, run_info
         self.world, self.rank, local = _dist_info()
         self.device = check_options(cfg, opts, self.world)
         if self.world > 1 and self.device.type == "cuda":
@@ -236,9 +166,9 @@ class Trainer:
         if unknown:
             raise ValueError(f"allow_changes {unknown} (--allow-change): only "
                              f"{', '.join(CHANGEABLE)} may change on resume")
-        self._lock = FolderLock(self.out / rf.LOCK)
-        ckpt = self._check_folder(resume, set(allow_changes))
-        self._seen = self._checkpoint_id()  # fit() checks nobody wrote meanwhile
+        ckpt, self.changes = rc.check_folder(self.out, cfg, asdict(opts), resume,
+                                             set(allow_changes), self._note)
+        self._seen = rc.checkpoint_id(self.out)  # fit() checks nobody wrote since
         self.train_source, self.val_source = training_sources(cfg, data_dir)
         self._setup_distributed()
         torch.manual_seed(opts.seed)  # the same initial weights on every rank
@@ -258,89 +188,6 @@ class Trainer:
         self._stop_signal = None
 
     # ------------------------------------------------------------- setup
-    def _check_folder(self, resume: bool, allow: set) -> Optional[dict]:
-        """Check ``out`` can take this run, reading only; return the checkpoint
-        to resume from (None: start from step 0)."""
-        out = self.out
-        problem = folder_problem(out)
-        if problem is not None:
-            raise RunFolderError(f"--out {problem}")
-        holder = self._lock.holder()
-        if holder is not None:
-            raise RunFolderError(f"{out} is in use by another trainer (pid "
-                                 f"{holder or 'unknown'}): wait for it to end or "
-                                 "stop it, or choose another --out")
-        trained = [n for n in (rf.CHECKPOINT, rf.WEIGHTS, rf.BEST_WEIGHTS)
-                   if (out / n).exists()]
-        if not resume:
-            if trained:
-                raise RunFolderError(f"{out} already holds a run ({', '.join(trained)})"
-                                     ": pass --resume to continue it, or choose a new "
-                                     "--out folder")
-            if (out / rf.CONFIG).exists() or (out / rf.RUN_INFO).exists():
-                self._note(f"{out} holds a run that stopped before its first "
-                           "checkpoint (nothing trained): a new run replaces it")
-            return None
-        if not out.is_dir():
-            raise RunFolderError(f"--resume: {out} does not exist, so holds no "
-                                 "checkpoint to resume: start the run without --resume")
-        if not trained:
-            self._check_config(allow)
-            self._note(f"--resume: {out} holds no checkpoint.pt (the run stopped "
-                       "before its first one): starting it from step 0")
-            return None
-        if rf.CHECKPOINT not in trained:
-            raise RunFolderError(f"--resume: {out} holds {', '.join(trained)} but no "
-                                 "checkpoint.pt (an exported or official run): it "
-                                 "cannot be resumed; train into a new --out")
-        ckpt = rf.read_checkpoint(out, "cpu")
-        self._check_config(allow, ckpt.get("config"))
-        recorded = ckpt.get("options", {})
-        seed = recorded.get("seed", self.opts.seed)
-        if seed != self.opts.seed:
-            raise RunFolderError(f"--resume: {out} was trained with --seed {seed}, "
-                                 f"not --seed {self.opts.seed}: resume with --seed "
-                                 f"{seed} (it fixes every step's batch and noise)")
-        amp = recorded.get("amp", self.opts.amp)
-        if amp != self.opts.amp:
-            if "amp" not in allow:
-                raise RunFolderError(
-                    f"--resume: {out} was trained with --amp {amp}, not --amp "
-                    f"{self.opts.amp}: resume with --amp {amp}, or add --allow-change "
-                    "amp to switch (recorded in run.json)")
-            self.changes.append({"field": "amp", "old": amp, "new": self.opts.amp})
-        return ckpt
-
-    def _check_config(self, allow: set, fallback: Optional[dict] = None) -> None:
-        """Compare the given config with the run's (``config.json``, else the
-        checkpoint's): only fields in ``allow`` may differ."""
-        path = self.out / rf.CONFIG
-        try:
-            saved = (Config.load(path) if path.exists() else
-                     Config.from_dict(fallback) if fallback else None)
-        except ValueError as err:
-            raise RunFolderError(f"--resume: {path} is not a readable config "
-                                 f"({err})") from None
-        if saved is None:
-            return
-        given = self.cfg.to_dict()
-        diff = {k: (v, given[k]) for k, v in saved.to_dict().items() if given[k] != v}
-        bad = {k: v for k, v in diff.items() if k not in allow}
-        if bad:
-            hint = ("; to resume with another learning rate add --allow-change lr"
-                    if "lr" in bad else "")
-            raise RunFolderError(f"--resume: {self.out} holds a run with another "
-                                 f"config (saved, given): {bad}{hint}")
-        self.changes += [{"field": k, "old": old, "new": new}
-                         for k, (old, new) in diff.items()]
-
-    def _checkpoint_id(self):
-        try:
-            st = os.stat(self.out / rf.CHECKPOINT)
-        except FileNotFoundError:
-            return None
-        return st.st_ino, st.st_size, st.st_mtime_ns
-
     def _note(self, message: str) -> None:
         if self.rank == 0:
             print(f"note: {message}", file=sys.stderr)
@@ -389,7 +236,7 @@ class Trainer:
         self.cfg.save(self.out / rf.CONFIG)
         rf.write_checkpoint(self.out, self.state())
         rf.write_weights(self.out, self.model.state_dict())
-        self._saved_step, self._seen = self.step, self._checkpoint_id()
+        self._saved_step, self._seen = self.step, rc.checkpoint_id(self.out)
 
     def _restore(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
@@ -490,7 +337,11 @@ class Trainer:
 
         Returns 0 when the schedule is complete, 1 when stopped early (resumable).
         """
-        with _catch_signals(self), self._holding_folder():
+        held = (rc.holding_folder(self.out, self._seen, self.step, self._note)
+                if self.rank == 0 else contextlib.nullcontext())
+        with _catch_signals(self), held:
+            if self.rank == 0:
+                self._record_launch()
             return self._fit()
 
     def _fit(self) -> int:
@@ -527,48 +378,16 @@ class Trainer:
         self.save_checkpoint()
         return 0 if self.step >= self.cfg.n_iter else 1
 
-    @contextlib.contextmanager
-    def _holding_folder(self):
-        """Hold the run folder's lock (rank 0), and prepare the folder: remove a
-        killed writer's temporaries, repair the log, record the launch."""
-        if self.rank != 0:
-            yield
-            return
-        try:
-            self._lock.acquire()
-        except FolderLockedError as err:
-            raise RunFolderError(str(err)) from None
-        try:
-            if self._checkpoint_id() != self._seen:
-                raise RunFolderError(f"{self.out / rf.CHECKPOINT} changed while this "
-                                     "trainer was starting (another trainer?): start "
-                                     "it again")
-            removed = remove_partials(self.out)
-            if removed:
-                self._note(f"removed {len(removed)} temporary file(s) of a stopped "
-                           f"run from {self.out}: {', '.join(removed)}")
-            rf.drop_log_after(self.out, self.step)
-            self.cfg.save(self.out / rf.CONFIG)
-            self._write_run_info()
-            yield
-        finally:
-            self._lock.release()
-
-    def _write_run_info(self) -> None:
-        """``run.json``: the launch (``run_info``), the options, and the history
-        of changes allowed on resume (step, field, old, new)."""
-        info = rf.read_run_info(self.out) if self.resume else {}
-        history = info.get("history", []) + [{"step": self.step, **c}
-                                             for c in self.changes]
-        if self.run_info is None and not info and not history:
-            return
+    def _record_launch(self) -> None:
+        """``config.json`` and ``run.json``: the launch, the options, what they
+        resolved to, and the changes allowed on resume."""
+        self.cfg.save(self.out / rf.CONFIG)
         layout = ("channels_last" if self.memory_format == torch.channels_last
                   else "contiguous")
         used = {"device": str(self.device), "memory_format": layout,
                 "workers": self.workers}
-        rf.write_run_info(self.out, {**info, **(self.run_info or {}),
-                                     "options": asdict(self.opts), "used": used,
-                                     "history": history})
+        rc.record_launch(self.out, self.run_info, asdict(self.opts), used,
+                         self.changes, self.step, self.resume)
 
     def _validate_and_keep_best(self, val) -> None:
         self._check_finite()
@@ -602,14 +421,6 @@ def _catch_signals(trainer: Trainer):
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-
-
-def _check_amp(amp: str, device: torch.device) -> None:
-    check_amp(amp, device)
-    if amp == "fp16" and device.type == "cpu":
-        warnings.warn("amp=fp16 on CPU runs (the gradient scaler included) but is "
-                      "slower than float32 there; use it to test, and bf16 to train",
-                      stacklevel=4)  # the caller of Trainer()
 
 
 def train(cfg: Config, out, data_dir=None, resume: bool = False,

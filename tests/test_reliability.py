@@ -20,7 +20,8 @@ from srvp import SRVP, load_official, preset, save_experiment
 from srvp import run_folder as rf
 from srvp.cli import main
 from srvp.fileio import FolderLock
-from srvp.train import Options, RunFolderError, Trainer, train
+from srvp.run_checks import RunFolderError
+from srvp.train import Options, Trainer, train
 
 QUIET = dict(progress=False)
 

@@ -9,8 +9,10 @@ import time
 import pytest
 import torch
 
-from srvp import preset
+from srvp import SRVP, devices, preset, save_experiment
+from srvp.cli import main
 from srvp.cli.train import parse_overrides
+from srvp.devices import resolve_memory_format, resolve_workers
 from srvp.fileio import atomic_file
 from srvp.run_folder import read_checkpoint, read_log
 from srvp.train import (
@@ -20,8 +22,6 @@ from srvp.train import (
     kl_weight,
     loss_config,
     lr_at,
-    resolve_memory_format,
-    resolve_workers,
     train,
 )
 
@@ -256,22 +256,45 @@ def test_workers_give_the_same_batches_and_weights(tmp_path, tiny_mnist_dir):
     _assert_same(runs[0], runs[2])
 
 
-def test_fp16_gradient_scaler_is_checkpointed_and_resumed(tmp_path, tiny_mnist_dir):
-    """fp16 with a gradient scaler (run on CPU here): the scale starts at 2^16, so
-    the first steps overflow, are skipped and halve it; a resumed run restores
-    the scale and ends with the uninterrupted run's weights."""
+def test_fp16_gradient_scaler_is_checkpointed_and_resumed(tmp_path, tiny_mnist_dir,
+                                                          monkeypatch):
+    """fp16 with a gradient scaler: the scale starts at 2^16, so the first steps
+    overflow, are skipped and halve it; a resumed run restores the scale and
+    ends with the uninterrupted run's weights. The commands refuse fp16 on a
+    CPU (the next test); the scaler's bookkeeping is the same on every device,
+    so the rule is lifted here to test it without a GPU."""
+    monkeypatch.setattr(devices, "check_amp", lambda amp, device: None)
     full, part = tmp_path / "full", tmp_path / "part"
-    with pytest.warns(UserWarning, match="slower than float32"):
-        t = train(_cfg(), full, tiny_mnist_dir, progress=False, amp="fp16")
+    t = train(_cfg(), full, tiny_mnist_dir, progress=False, amp="fp16")
     assert t.scaler.is_enabled() and t.scaler.get_scale() < 2.0**16
-    with pytest.warns(UserWarning):
-        stopped = train(_cfg(), part, tiny_mnist_dir, progress=False, max_steps=5,
-                        amp="fp16")
+    stopped = train(_cfg(), part, tiny_mnist_dir, progress=False, max_steps=5,
+                    amp="fp16")
     saved = read_checkpoint(part)["scaler"]
     assert saved["scale"] == stopped.scaler.get_scale() < 2.0**16
-    with pytest.warns(UserWarning):
-        train(_cfg(), part, tiny_mnist_dir, resume=True, progress=False, amp="fp16")
+    train(_cfg(), part, tiny_mnist_dir, resume=True, progress=False, amp="fp16")
     _assert_same(_params(full), _params(part))
+
+
+def test_fp16_is_refused_on_a_cpu_by_train_and_evaluate(tmp_path, tiny_mnist_dir,
+                                                        capsys):
+    """One rule for both commands and the Python API: fp16 on a CPU stops with
+    one line naming the fix, before anything is written."""
+    rule = ("amp=fp16 (--amp): float16 is for GPUs, slower than float32 on a CPU; "
+            "use --amp bf16 or off on a CPU")
+    with pytest.raises(ValueError) as err:
+        Trainer(_cfg(), tmp_path / "a", tiny_mnist_dir,
+                Options(progress=False, device="cpu", amp="fp16"))
+    assert str(err.value) == rule
+    cpu_fp16 = ["--device", "cpu", "--amp", "fp16", "--data-dir", str(tiny_mnist_dir)]
+    assert main(["train", "--preset", "smoke", "--out", str(tmp_path / "b"),
+                 *cpu_fp16]) == 2
+    assert capsys.readouterr().err == f"error: {rule}\n"
+    save_experiment(SRVP(_cfg()), tmp_path / "run")
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert main(["evaluate", str(tmp_path / "run"), "--no-lpips", *cpu_fp16]) == 2
+    assert capsys.readouterr().err == f"error: {rule}\n"
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_wrong_options_fail_before_training(tmp_path, tiny_mnist_dir):
@@ -332,14 +355,12 @@ def test_bf16_is_refused_on_a_gpu_that_only_emulates_it(monkeypatch):
     """A T4 or a V100 has no native bfloat16: the trainer says so and points to
     fp16 instead of training slower than float32 (no GPU here: the CUDA queries
     are answered as such a GPU answers them)."""
-    from srvp import precision
-
     monkeypatch.setattr(torch.cuda, "is_bf16_supported",
                         lambda including_emulation=True: including_emulation)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
     with pytest.raises(ValueError, match="Tesla T4 has no native bfloat16.*--amp fp16"):
-        precision.check_amp("bf16", torch.device("cuda"))
-    precision.check_amp("fp16", torch.device("cuda"))  # accepted
+        devices.check_amp("bf16", torch.device("cuda"))
+    devices.check_amp("fp16", torch.device("cuda"))  # accepted
     monkeypatch.setattr(torch.cuda, "is_bf16_supported",
                         lambda including_emulation=True: True)  # an A100
-    precision.check_amp("bf16", torch.device("cuda"))
+    devices.check_amp("bf16", torch.device("cuda"))

@@ -62,16 +62,15 @@ def _glibc_trim():
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..devices import device_for
     from ..evaluate import Protocol, evaluate, format_table
     from ..run_folder import RESULTS, load_official, save_results
-    from ..train import resolve_device
     from .data import mnist_hint
 
     out = Path(args.out) if args.out else Path(args.run) / RESULTS
     try:  # every check before the evaluation: a bad value writes nothing
         _check_args(args)
-        device = resolve_device(args.device)
-        _check_amp(args.amp, device)
+        device = device_for(args.device, args.amp)
         _check_writable(out)
         if out.exists() and not args.overwrite:
             raise ValueError(f"{out} already holds an evaluation: pass --overwrite to "
@@ -131,15 +130,6 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.keep_samples < -1:
         raise ValueError(f"--keep-samples {args.keep_samples}: give N >= 0, or -1 "
                          "for all videos")
-
-
-def _check_amp(amp: str, device: torch.device) -> None:
-    from ..precision import check_amp
-
-    check_amp(amp, device)
-    if amp == "fp16" and device.type == "cpu":
-        raise ValueError("--amp fp16: float16 is slower than float32 on CPUs; use "
-                         "--amp bf16 there, or --amp off")
 
 
 def _check_writable(out: Path) -> None:

@@ -7,8 +7,8 @@ import sys
 from typing import Dict, List
 
 from ..config import OFFICIAL_NAMES, PRESETS, Config, SVGSettings, preset
+from ..devices import MEMORY_FORMATS
 from ..precision import AMP_MODES
-from ..train import MEMORY_FORMATS
 
 _EPILOG = """examples:
   python -m srvp train --preset cpu --amp bf16 --data-dir MNIST_DIR --out runs/cpu
@@ -68,7 +68,8 @@ def _cast(key: str, raw: str, kind: str):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..train import Options, RunFolderError, Trainer, TrainingDiverged
+    from ..run_checks import RunFolderError
+    from ..train import Options, Trainer, TrainingDiverged
 
     started = False
     try:
