@@ -338,13 +338,12 @@ PRESETS: Dict[str, Config] = {
                       "lr_scheduling_burnin": 1_000_000,
                       "lr_scheduling_n_iter": 500_000, "nt_gen": 30}),
 }
-# The model the book trains on two CPU cores in about two hours (book ch. 4, which
-# also shows the settings tried and their results): a quarter of the filters
-# (nf=16), batches of 64, a higher constant rate, then a linear decay. kl_warmup
-# (not in the official code) raises the KL weights over the first 2,000 steps:
-# without it this small model never uses y1 or z (posterior collapse). beta_z=5
-# (the paper has 2) puts less into z and beta_y=0.5 (the paper has 1) more into y1.
-# Train it with `--amp bf16` where the CPU has bf16 instructions.
+# The model the book trains on a CPU (book ch. 4): smmnist with a quarter of the
+# filters (nf=16), batches of 64, a higher constant rate, then a linear decay.
+# kl_warmup (not in the official code) raises the KL weights over the first 2,000
+# steps, against posterior collapse (a small model that uses neither y1 nor z).
+# beta_z=5 (the paper has 2) puts less into z and beta_y=0.5 (the paper has 1)
+# more into y1. Train it with `--amp bf16` where the CPU has bf16 instructions.
 PRESETS["cpu"] = PRESETS["smmnist"].replace(
     nf=16, batch_size=64, lr=6e-4, lr_scheduling_burnin=7_000,
     lr_scheduling_n_iter=1_400, kl_warmup=2_000, beta_z=5.0, beta_y=0.5,
@@ -362,7 +361,7 @@ PRESETS["svg"] = PRESETS["smmnist"].replace(
 PRESETS["svg_cpu"] = PRESETS["svg"].replace(
     nf=32, batch_size=16, lr=1e-3, lr_scheduling_burnin=1_700,
     lr_scheduling_n_iter=800, val_interval=500, val_batches=4, val_samples=20)
-# Seconds on a CPU: for tests and the smoke profile of the book.
+# A tiny model for the tests and the smoke profile of the book.
 PRESETS["smoke"] = PRESETS["smmnist"].replace(
     nf=8, nhx=16, ny=4, nz=4, nt_inf=2, nt_cond=2, nh_inf=16, nh_res=16,
     seq_len=6, val_seq_len=6, nt_gen=6, batch_size=4, lr_scheduling_burnin=8,

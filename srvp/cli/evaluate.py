@@ -40,8 +40,7 @@ def release_free_memory() -> bool:
     Why: glibc serves large blocks with ``mmap`` and returns them when freed,
     but raises that threshold each time such a block is freed; after a few
     batches PyTorch's tensors of a few MB come from the heap, whose freed pages
-    stay with the process. Evaluating the Moving MNIST test set grew by about
-    20 MB per batch of 16 videos that way, over 10 GB for all 5,000 videos
+    stay with the process, so a long evaluation keeps growing
     (``benchmarks/bench_eval_memory.py`` measures it).
     """
     trim = _glibc_trim()
@@ -228,10 +227,10 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=1, help="test seed (official: 1)")
     p.add_argument("--amp", default="off", choices=AMP_MODES,
                    help="precision of the predictions (scores are computed in "
-                        "float32): off, float32 as in the paper (default); bf16 "
-                        "was about 2x faster on a CPU with AMX and moved the mean "
-                        "PSNR by 0.003 dB (book ch. 5); it pays where the hardware "
-                        "computes bf16; fp16 for GPUs without bf16")
+                        "float32): off, float32 as in the paper (default); bf16, "
+                        "faster where the hardware computes bfloat16, moving the "
+                        "scores slightly (book ch. 5 and benchmarks/ measure it); "
+                        "fp16 for GPUs without bfloat16 (refused on a CPU)")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument("--lpips-weights", metavar="PATH",

@@ -142,13 +142,14 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto",
                    help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument("--amp", default="off", choices=AMP_MODES,
-                   help="mixed precision through torch.amp. bf16 about halves a "
-                        "step on CPUs with bfloat16 instructions (AVX-512 BF16, "
-                        "AMX) and suits GPUs from Ampere on; convolutions and "
-                        "products then round to bfloat16, so the numbers differ "
-                        "from float32 by more than rounding (the book's model was "
-                        "trained so). fp16 adds a gradient scaler: for GPUs without "
-                        "bfloat16 (T4, V100); slow on CPUs. Default: off (float32)")
+                   help="mixed precision through torch.amp. bf16 is faster where "
+                        "the hardware computes bfloat16 (CPUs with bfloat16 "
+                        "instructions, GPUs from Ampere on; benchmarks/ measures "
+                        "it); convolutions and products then round to bfloat16, so "
+                        "the numbers differ from float32 by more than rounding (the "
+                        "book's model was trained so). fp16 adds a gradient scaler: "
+                        "for GPUs without bfloat16 (T4, V100); refused on a CPU. "
+                        "Default: off (float32)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--memory-format", default="auto", choices=MEMORY_FORMATS,
                    help="layout of the convolutions: auto is channels_last on the "

@@ -117,8 +117,9 @@ def _valid_blur(stack, window):
 
     A valid 2-D convolution with the separable window ``w w^T`` equals
     ``M_H @ X @ M_W^T`` with banded matrices :func:`_band_matrix`. On CPU this
-    batched matrix product is about 10x faster than a grouped ``conv2d``;
-    ``tests/test_metrics.py`` checks it against the 11 x 11 ``conv2d`` form.
+    batched matrix product is faster than a grouped ``conv2d``
+    (``benchmarks/bench_metrics.py``); ``tests/test_metrics.py`` checks it
+    against the 11 x 11 ``conv2d`` form.
 
     Parameters
     ----------
