@@ -308,7 +308,8 @@ def export_run(run: PathLike, dest: PathLike, checkpoint: str = WEIGHTS,
     """Copy a run for shipping: its weights as float16 (half the size;
     :func:`load_official` casts them back to float32), and ``files``; the
     command in ``run.json`` keeps no local path (the MNIST folder becomes
-    ``MNIST_DIR``). Returns the exported weights' path."""
+    ``MNIST_DIR``, the run's folder ``runs/<name>``). Returns the exported
+    weights' path."""
     run, dest = Path(run), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     sd = read_state_dict(run / checkpoint)
@@ -320,16 +321,19 @@ def export_run(run: PathLike, dest: PathLike, checkpoint: str = WEIGHTS,
                 shutil.copyfile(run / name, tmp)
     if (run / RUN_INFO).exists():
         info = json.loads((run / RUN_INFO).read_text())
-        info["argv"] = [_portable(a) for a in info.get("argv", [])]
+        info["argv"] = [_portable(a, run) for a in info.get("argv", [])]
         write_run_info(dest, info)
     return dest / WEIGHTS
 
 
-def _portable(arg: str) -> str:
-    """A local path in a recorded command becomes a placeholder."""
+def _portable(arg: str, run: Path) -> str:
+    """A local path in a recorded command becomes a placeholder: the MNIST folder
+    ``MNIST_DIR``, the run folder itself ``runs/<its name>``."""
     path = Path(arg)
     if os.sep in arg and path.is_dir() and any(path.glob("*idx*")):
         return "MNIST_DIR"
+    if os.sep in arg and path.is_dir() and path.resolve() == run.resolve():
+        return f"runs/{run.name}"
     if arg.endswith("__main__.py") or arg.endswith(os.sep + "srvp"):
         return "-m srvp"
     return arg
