@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Modules that add commands: each defines ``register(subparsers)``.
 _COMMAND_MODULES: Dict[str, str] = {
-    "data": "cli.data", "train": "cli.train", "evaluate": "cli.evaluate"}
+    "data": "cli.data", "train": "cli.train", "evaluate": "cli.evaluate",
+    "export": "cli.export"}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
