@@ -167,7 +167,10 @@ def main() -> None:
                          "long_frames": LONG_FRAMES, "det_videos": args.det_videos,
                          "n_samples": 100, "seed": 1,
                          "made_by": "python scripts/ablation.py"},
-            "rows": table(scores)}
+            "rows": table(scores),
+            # a blank frame on the long test's videos (the same for every run)
+            "long_blank": json.loads((args.work / f"{FULL}_long.json").read_text())
+            ["reference"]["blank"]}
     atomic_write_text(args.out / "table.json", json.dumps(info, indent=1) + "\n")
     with atomic_file(args.out / "per_video.npz") as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **{f"{run}/{k}": v for run, s in scores.items()

@@ -45,18 +45,20 @@ def test_the_table_pairs_variants_with_the_full_model(runs, tiny_mnist_dir, tmp_
     assert list(rows) == ["cpu", "cpu_direct", "cpu_mmnist"]
     with np.load(tmp_path / "out" / "per_video.npz") as z:
         s = {k: z[k] for k in z.files}
-    assert s["cpu/psnr"].shape == (3,) and s["cpu/long_psnr_frames"].shape == (2, 95)
-    assert s["cpu_mmnist/det_psnr_frames"].shape == (4, 95)
+    n_pred = 100 - preset("smoke").nt_cond  # 100 frames, the first ones given
+    assert s["cpu/psnr"].shape == (3,)
+    assert s["cpu/long_psnr_frames"].shape == (2, n_pred)
+    assert s["cpu_mmnist/det_psnr_frames"].shape == (4, n_pred)
     diff = rows["cpu_direct"]["minus_full"]["psnr"]
     assert diff == summarize(s["cpu_direct/psnr"] - s["cpu/psnr"])
     assert rows["cpu_direct"]["psnr"] == summarize(s["cpu_direct/psnr"])
     curve = rows["cpu"]["curves"]["psnr"]["mean"]
     np.testing.assert_allclose(curve, s["cpu/long_psnr_frames"].mean(0), atol=1e-4)
-    assert "minus_full" not in rows["cpu_mmnist"] and len(curve) == 95
+    assert "minus_full" not in rows["cpu_mmnist"] and len(curve) == n_pred
     # the 5 + 20 evaluation is the run's own results.json; one sample when
     # deterministic; a second call re-uses every file (nothing is evaluated)
     det = json.loads((runs / "cpu_mmnist" / "results.json").read_text())
-    assert det["protocol"]["n_samples"] == 1 and det["protocol"]["nt_pred"] == 95
+    assert det["protocol"]["n_samples"] == 1 and det["protocol"]["nt_pred"] == n_pred
     again = _script(runs, tiny_mnist_dir, tmp_path / "work", tmp_path / "out2")
     assert again.returncode == 0 and "srvp evaluate" not in again.stdout
     assert (tmp_path / "out2" / "table.json").read_text() == \

@@ -353,3 +353,36 @@ def test_readme_speed_table_is_read_from_the_measurement_file():
         assert len(shown) == len(values), row
         for (value, decimals, _), want in zip(shown, values):
             assert abs(value - round(want, decimals)) < 1e-9, (row, value, want)
+
+
+# ------------------------------------------------------------- ablation (ch. 8)
+def test_ablation_table_comes_from_the_runs_and_its_per_video_scores():
+    """book/runs/ablation (scripts/ablation.py): each row's test scores are its
+    run's results.json, every summary and paired difference is what the per-video
+    scores of per_video.npz give, and the curves are their per-frame means."""
+    from srvp.evaluate import summarize
+
+    table = json.loads((RUNS / "ablation" / "table.json").read_text())
+    rows = {r["run"]: r for r in table["rows"]}
+    assert "cpu" in rows and len(rows) >= 2
+    with np.load(RUNS / "ablation" / "per_video.npz") as z:
+        s = {k: z[k] for k in z.files}
+    for name, row in rows.items():
+        results = json.loads((RUNS / name / "results.json").read_text())["metrics"]
+        prefix = "det_" if "long" not in row else ""
+        for m in ("psnr", "ssim"):
+            values = s[f"{name}/{prefix}{m}"]
+            np.testing.assert_array_equal(values, results[m]["per_video"])
+            assert row[m]["mean"] == pytest.approx(summarize(values)["mean"])
+            assert row[m]["ci95"] == pytest.approx(summarize(values)["ci95"])
+            curve = s[f"{name}/{'det_' if prefix else 'long_'}{m}_frames"]
+            assert curve.shape[1] == table["protocol"]["long_frames"] - 5
+            np.testing.assert_allclose(row["curves"][m]["mean"], curve.mean(0),
+                                       atol=1e-4)
+            if "minus_full" in row:
+                diff = summarize(values - s[f"cpu/{m}"])
+                assert row["minus_full"][m]["mean"] == pytest.approx(diff["mean"])
+                assert row["minus_full"][m]["ci95"] == pytest.approx(diff["ci95"])
+        if name != "cpu":  # trained with the recipe of the book's model
+            assert config_of(name).replace(dynamics="residual", content=True) == \
+                preset("cpu") or config_of(name).deterministic
