@@ -56,16 +56,20 @@ FOLDERS = (("--runs", "", "folder holding the run folders"),
            ("--out", "ablation", "folder for table.json and per_video.npz"))
 
 
-def _srvp(*args: str) -> None:
+def _srvp(*args: str, cwd=None) -> None:
     cmd = [sys.executable, "-m", "srvp", *args]
     print(" ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, cwd=cwd)
 
 
 def _evaluate(run: Path, out: Path, data_dir: Path, *extra: str) -> None:
+    """``srvp evaluate`` run from the runs' parent folder, so that the results
+    name the run as ``runs/<name>``, never by a local path."""
     if not out.exists():
-        _srvp("evaluate", str(run), "--data-dir", str(data_dir), "--no-lpips",
-              "--keep-samples", "0", "--release-memory", "--out", str(out), *extra)
+        _srvp("evaluate", f"{run.parent.name}/{run.name}", "--data-dir",
+              str(data_dir.resolve()), "--no-lpips", "--keep-samples", "0",
+              "--release-memory", "--out", str(out.resolve()), *extra,
+              cwd=run.parent.parent)
 
 
 def _scores(path: Path, n_videos: int, n_samples: int) -> dict:

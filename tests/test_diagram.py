@@ -5,7 +5,6 @@ from pathlib import Path
 
 import matplotlib
 import pytest
-from matplotlib.text import Text
 
 from srvp import SRVP, preset
 from srvp.diagram import block_shapes, graphical_model, network_diagram
@@ -14,7 +13,12 @@ matplotlib.use("Agg")
 
 
 def _texts(fig):
-    return [t for t in fig.findobj(Text) if t.get_text().strip()]
+    """The texts a figure shows: titles, labels and annotations (the tick labels
+    of its hidden axes are not drawn)."""
+    found = [*fig.texts]
+    for ax in fig.axes:
+        found += [*ax.texts, ax.title, ax._left_title, ax._right_title]
+    return [t for t in found if t.get_text().strip()]
 
 
 @pytest.mark.parametrize("name", ["cpu", "kth", "human"])
