@@ -16,30 +16,27 @@ import argparse
 import csv
 import io
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
 from srvp.config import Config
+from srvp.evaluate import summarize
 from srvp.fileio import atomic_write_text
 from srvp.run_folder import read_log
 
 RUNS = Path(__file__).resolve().parents[1] / "book" / "runs"
 
 
-def _ci95(v: np.ndarray) -> float:
-    return float(1.96 * v.std() / math.sqrt(len(v)))
-
-
 def _paired(run: Path, other: Path, metric: str):
-    """Mean and 95 % half-width of run minus other, video by video."""
+    """Mean and 95 % half-width of run minus other, video by video, as printed
+    in the table (3 decimals for PSNR, 4 for SSIM)."""
     a, b = (np.asarray(json.loads((p / "results.json").read_text())["metrics"][metric]
                        ["per_video"], dtype=np.float64) for p in (run, other))
     n = min(len(a), len(b))
-    d = a[:n] - b[:n]
-    return f"{d.mean():.3f}" if metric == "psnr" else f"{d.mean():.4f}", \
-        f"{_ci95(d):.3f}" if metric == "psnr" else f"{_ci95(d):.4f}"
+    s = summarize(a[:n] - b[:n])
+    digits = 3 if metric == "psnr" else 4
+    return f"{s['mean']:.{digits}f}", f"{s['ci95']:.{digits}f}"
 
 
 def row(run: Path, parent: str, preset: str, changes: str, machine: str) -> dict:
