@@ -9,10 +9,12 @@ warnings as errors (``jupyter-book build -W -n``) into ``--html DIR`` (default
 ``_build/html``). The tracked files are left as they are: the script checks it.
 
 The chapters find the book's files through ``$SRVP_BOOK_DIR``, which this script
-sets to ``book/``, and MNIST through ``$SRVP_MNIST_DIR``: the folder the user set,
-else ``../shared/data/mnist`` beside the repository when it holds the files (the
-same lookup as the tests, see ``tests/conftest.py``); else each chapter downloads
-MNIST into its ``data/mnist`` (see :mod:`srvp.book`).
+sets to ``book/``, and MNIST through ``$SRVP_MNIST_DIR``, which it settles once,
+before any chapter runs: the folder the user set (it must hold the files), else
+``../shared/data/mnist`` beside the repository when it holds them (the same lookup
+as the tests, see ``tests/conftest.py``), else ``book/data/mnist``, where the
+package downloads the four standard files (about 11 MB, MD5-checked) the first
+time. Offline without the files, the script stops there with one message.
 
 ``--update-notebooks`` (maintainers, after a change to a chapter or to the shipped
 models) stores the outputs in ``book/NN_name.ipynb`` instead and renders from them.
@@ -47,20 +49,53 @@ BOOK = ROOT / "book"
 PROFILES = ("smoke", "cpu", "gpu")
 DEFAULT_PROFILE = "cpu"  # the value of `profile` in every chapter's parameters cell
 KERNEL = "python3"
-MNIST_TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+MNIST_BESIDE = ROOT.parent / "shared" / "data" / "mnist"
+MNIST_DOWNLOAD = BOOK / "data" / "mnist"
+MNIST_HELP = ("set SRVP_MNIST_DIR to a folder holding the MNIST files "
+              "(train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+              "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz), or run the "
+              "command again where the internet is reachable: it downloads them "
+              "once into book/data/mnist")
+
+
+def mnist_folder() -> tuple[Path, str]:
+    """The MNIST folder the chapters read and how it was found (see the module's
+    docstring); downloads the files into ``book/data/mnist`` when no folder holds
+    them. Raises ``SystemExit`` with one message when that is impossible."""
+    from srvp.data.mnist_idx import download_mnist, find_split_files
+
+    def complete(folder: Path) -> bool:
+        return all(find_split_files(folder, split) for split in ("train", "test"))
+
+    chosen = os.environ.get("SRVP_MNIST_DIR")
+    if chosen:
+        if not complete(Path(chosen)):
+            raise SystemExit(f"error: SRVP_MNIST_DIR={chosen} lacks MNIST's training "
+                             f"or test files: {MNIST_HELP}")
+        return Path(chosen), "from $SRVP_MNIST_DIR"
+    if complete(MNIST_BESIDE):
+        return MNIST_BESIDE, "found beside the repository"
+    if complete(MNIST_DOWNLOAD):
+        return MNIST_DOWNLOAD, "downloaded before"
+    print(f"MNIST: downloading the four standard files (about 11 MB) into "
+          f"{MNIST_DOWNLOAD} ...", flush=True)
+    try:
+        download_mnist(MNIST_DOWNLOAD)
+    except OSError as err:  # MNISTNotFoundError is an OSError
+        raise SystemExit(f"error: the chapters need MNIST and it could not be "
+                         f"downloaded ({type(err).__name__}): {MNIST_HELP}") from None
+    return MNIST_DOWNLOAD, "downloaded now"
 
 
 def chapter_env() -> dict[str, str]:
     """The variables through which the chapters find their files (see the
-    module's docstring): ``SRVP_BOOK_DIR``, and ``SRVP_MNIST_DIR`` when known."""
-    env = {"SRVP_BOOK_DIR": str(BOOK)}
-    mnist = os.environ.get("SRVP_MNIST_DIR")
-    beside = ROOT.parent / "shared" / "data" / "mnist"
-    if not mnist and all((beside / name).is_file() for name in MNIST_TEST_FILES):
-        mnist = str(beside)
-    if mnist:
-        env["SRVP_MNIST_DIR"] = mnist
-    return env
+    module's docstring): ``SRVP_BOOK_DIR`` and ``SRVP_MNIST_DIR``. Prints where
+    MNIST comes from; raises ``SystemExit`` when it is nowhere."""
+    mnist, how = mnist_folder()
+    print(f"MNIST: {mnist} ({how})", flush=True)
+    return {"SRVP_BOOK_DIR": str(BOOK), "SRVP_MNIST_DIR": str(mnist)}
 
 
 def toc_files(toc: dict) -> Iterator[str]:

@@ -6,7 +6,7 @@ These tests execute nothing. The executed smoke copies they inspect come from
 
 which CI runs before ``pytest tests _build/smoke --nbval-lax --nbval-current-env``
 (nbval then runs the smoke copies again and compares the cells marked
-``# NBVAL_CHECK_OUTPUT``).
+with the tag ``nbval-check-output``, which the page does not show).
 """
 from __future__ import annotations
 

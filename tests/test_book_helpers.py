@@ -4,7 +4,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import build_book_script
 
 from srvp.book import RAW_URL, find_book, find_mnist, shipped_run
 
@@ -27,13 +26,6 @@ def test_find_mnist_is_the_setting_else_a_local_download(tmp_path, monkeypatch):
     monkeypatch.delenv("SRVP_MNIST_DIR")
     monkeypatch.chdir(tmp_path)
     assert find_mnist(download=False) == tmp_path / "data" / "mnist"
-
-
-def test_build_script_gives_the_chapters_the_book_and_mnist(tmp_path, monkeypatch):
-    build_book = build_book_script()
-    monkeypatch.setenv("SRVP_MNIST_DIR", str(tmp_path))
-    env = build_book.chapter_env()
-    assert env == {"SRVP_BOOK_DIR": str(REPO / "book"), "SRVP_MNIST_DIR": str(tmp_path)}
 
 
 def test_shipped_run_uses_local_files(tmp_path):

@@ -1,0 +1,68 @@
+"""scripts/build_book.py settles MNIST once, before any chapter runs."""
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import build_book_script
+
+import srvp.data.mnist_idx as mnist_idx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def script(tmp_path, monkeypatch):
+    """The build script with no MNIST beside the repository, its download folder
+    in ``tmp_path``, and chapters that only record that they ran."""
+    module = build_book_script()
+    monkeypatch.delenv("SRVP_MNIST_DIR", raising=False)
+    monkeypatch.setattr(module, "MNIST_BESIDE", tmp_path / "beside")
+    monkeypatch.setattr(module, "MNIST_DOWNLOAD", tmp_path / "download")
+    module.ran = []
+    monkeypatch.setattr(module, "run_chapter",
+                        lambda md, *_: module.ran.append(md.stem) or 0.0)
+    return module
+
+
+def test_the_folder_the_user_names_is_used(script, tiny_mnist_dir, monkeypatch):
+    monkeypatch.setenv("SRVP_MNIST_DIR", str(tiny_mnist_dir))
+    assert script.chapter_env() == {"SRVP_BOOK_DIR": str(REPO / "book"),
+                                    "SRVP_MNIST_DIR": str(tiny_mnist_dir)}
+
+
+def test_a_named_folder_without_the_files_stops_with_one_message(script, tmp_path,
+                                                                  monkeypatch):
+    monkeypatch.setenv("SRVP_MNIST_DIR", str(tmp_path))
+    with pytest.raises(SystemExit, match="SRVP_MNIST_DIR=.* lacks MNIST"):
+        script.chapter_env()
+
+
+def test_offline_without_mnist_no_chapter_runs(script, monkeypatch, capsys):
+    def offline(folder, **_):
+        raise mnist_idx.MNISTNotFoundError("no route to host")
+
+    monkeypatch.setattr(mnist_idx, "download_mnist", offline)
+    with pytest.raises(SystemExit) as stop:
+        script.main(["--no-render"])
+    message = str(stop.value)
+    assert message.count("\n") == 0 and "SRVP_MNIST_DIR" in message
+    assert "MNIST" in message and "internet" in message
+    assert script.ran == []  # stopped before the first chapter
+
+
+def test_mnist_is_downloaded_once_then_reused(script, tiny_mnist_dir, monkeypatch,
+                                              capsys):
+    calls = []
+
+    def download(folder, **_):
+        calls.append(folder)
+        shutil.copytree(tiny_mnist_dir, folder)
+
+    monkeypatch.setattr(mnist_idx, "download_mnist", download)
+    assert script.main(["--no-render"]) == 0
+    monkeypatch.delenv("SRVP_MNIST_DIR")  # set for the chapters by the first build
+    assert script.main(["--no-render"]) == 0
+    assert calls == [script.MNIST_DOWNLOAD]
+    out = capsys.readouterr().out
+    assert "(downloaded now)" in out and "(downloaded before)" in out
+    assert len(script.ran) == 2 * len(script.notebook_chapters(REPO))
