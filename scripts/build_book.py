@@ -44,6 +44,9 @@ import nbformat
 import papermill
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import offline_assets  # noqa: E402 - a module beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 PROFILES = ("smoke", "cpu", "gpu")
@@ -212,7 +215,8 @@ def assemble_site(notebooks: Path | None, site: Path) -> Path:
     site.mkdir(parents=True)
     for name in ("_config.yml", "_toc.yml", "references.bib"):
         shutil.copy2(ROOT / name, site / name)
-    shutil.copytree(BOOK, site / "book", ignore=shutil.ignore_patterns("runs"))
+    shutil.copytree(BOOK, site / "book", ignore=shutil.ignore_patterns("runs", "data"))
+    serve_mathjax(site)
     (site / "srvp").symlink_to(ROOT / "srvp", target_is_directory=True)  # includes
     if notebooks is not None:
         for md in notebook_chapters():
@@ -221,6 +225,26 @@ def assemble_site(notebooks: Path | None, site: Path) -> Path:
                 raise SystemExit(f"{executed} is missing: execute {md.stem} first")
             shutil.copy2(executed, site / "book" / executed.name)
     return site
+
+
+def serve_mathjax(site: Path) -> None:
+    """Copy MathJax into the site's ``_static/mathjax`` and point the pages at it
+    (see ``scripts/offline_assets.py``); where it cannot be fetched, the pages
+    keep loading it from the CDN, and the script says so."""
+    try:
+        folder = offline_assets.mathjax_folder(ROOT / "_build" / "vendor")
+    except OSError as err:
+        print(f"MathJax: from the CDN (could not fetch {offline_assets.MATHJAX_URL}: "
+              f"{err}); the equations then need the network", flush=True)
+        return
+    shutil.copytree(folder, site / "book" / "_static" / "mathjax")
+    config = yaml.safe_load((site / "_config.yml").read_text(encoding="utf-8"))
+    config["sphinx"]["config"]["mathjax_path"] = \
+        "mathjax/" + offline_assets.MATHJAX_ENTRY  # relative to _static/
+    (site / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False),
+                                      encoding="utf-8")
+    print(f"MathJax {offline_assets.MATHJAX_VERSION}: served from the book",
+          flush=True)
 
 
 def render(notebooks: Path | None, html: Path) -> int:

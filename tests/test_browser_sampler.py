@@ -4,23 +4,15 @@ the same seed, the same seed gives the same frames, and without its model it
 says so in one line.
 
 A small page with the same script and files is served from a temporary folder
-on 127.0.0.1; Chromium is driven through the DevTools protocol over a pipe
-(``--remote-debugging-pipe``), with the standard library only. Chromium comes
-from the system (Debian's ``chromium``, installed by scripts/setup_env.sh).
+on 127.0.0.1 to headless Chromium (``tests/browser.py``).
 """
 import base64
-import functools
-import http.server
-import json
-import os
 import shutil
-import subprocess
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import Browser, serve
 
 SAMPLER = Path(__file__).resolve().parents[1] / "book" / "_static" / "sampler"
 STATIC_LIMIT = 15 * 2**20  # bytes: everything under book/_static
@@ -38,87 +30,6 @@ def test_static_files_fit_the_budget():
     assert f"ONNX Runtime Web v{ORT_VERSION}" in head
 
 
-# ------------------------------------------------------------ the browser
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    pytest.skip("needs Chromium (bash scripts/setup_env.sh installs Debian's)")
-
-
-class Browser:
-    """Headless Chromium driven by DevTools commands over fds 3 and 4."""
-
-    def __init__(self, profile: Path):
-        to_chrome, self._w = os.pipe()
-        self._r, from_chrome = os.pipe()
-
-        def pipes():  # in the child: Chromium reads fd 3 and writes fd 4
-            os.dup2(to_chrome, 3)
-            os.dup2(from_chrome, 4)
-
-        self.proc = subprocess.Popen(
-            [_chromium(), "--headless=new", "--remote-debugging-pipe", "--no-sandbox",
-             "--disable-gpu", "--no-first-run", "--disable-extensions",
-             f"--user-data-dir={profile}", "about:blank"],
-            preexec_fn=pipes, close_fds=False, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        os.close(to_chrome)
-        os.close(from_chrome)
-        self._buffer, self._id, self.session = b"", 0, None
-
-    def send(self, method: str, session=None, **params):
-        self._id += 1
-        message = {"id": self._id, "method": method, "params": params}
-        if session:
-            message["sessionId"] = session
-        os.write(self._w, json.dumps(message).encode() + b"\0")
-        while True:  # skip events until the answer to this command
-            reply = self._read()
-            if reply.get("id") == self._id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply["result"]
-
-    def _read(self) -> dict:
-        while b"\0" not in self._buffer:
-            chunk = os.read(self._r, 1 << 20)
-            if not chunk:
-                raise RuntimeError("Chromium closed the DevTools pipe")
-            self._buffer += chunk
-        message, self._buffer = self._buffer.split(b"\0", 1)
-        return json.loads(message)
-
-    def open(self, url: str) -> None:
-        target = self.send("Target.createTarget", url=url)["targetId"]
-        self.session = self.send("Target.attachToTarget", targetId=target,
-                                 flatten=True)["sessionId"]
-
-    def eval(self, expression: str):
-        result = self.send("Runtime.evaluate", self.session, expression=expression,
-                           awaitPromise=True, returnByValue=True)
-        if "exceptionDetails" in result:
-            raise RuntimeError(result["exceptionDetails"])
-        return result["result"].get("value")
-
-    def wait(self, expression: str, timeout: float = 240.0):
-        end = time.monotonic() + timeout
-        guarded = f"(() => {{ try {{ return {expression}; }} " \
-                  "catch (e) { return null; } })()"
-        while time.monotonic() < end:
-            value = self.eval(guarded)
-            if value:
-                return value
-            time.sleep(0.2)
-        raise TimeoutError(expression)
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-        os.close(self._w)
-        os.close(self._r)
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """A folder served on 127.0.0.1 with the sampler's files and two pages."""
@@ -128,19 +39,8 @@ def site(tmp_path_factory):
             'data-video="2" data-autorun="true"'
     (root / "index.html").write_text(PAGE.format(attrs=attrs))
     (root / "missing.html").write_text(PAGE.format(attrs='data-model="nowhere/"'))
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
-                      ".wasm": "application/wasm", ".js": "text/javascript"}
-
-    def log_message(self, *args):
-        pass
+    with serve(root) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -66,3 +66,59 @@ def test_mnist_is_downloaded_once_then_reused(script, tiny_mnist_dir, monkeypatc
     out = capsys.readouterr().out
     assert "(downloaded now)" in out and "(downloaded before)" in out
     assert len(script.ran) == 2 * len(script.notebook_chapters(REPO))
+
+
+# ------------------------------------------------------- MathJax served offline
+def make_tarball(path: Path, files: dict[str, bytes]) -> str:
+    """A .tgz with ``files`` (name -> bytes); returns npm's integrity string."""
+    import base64
+    import hashlib
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return base64.b64encode(hashlib.sha512(path.read_bytes()).digest()).decode()
+
+
+@pytest.fixture
+def assets():
+    build_book_script()  # puts scripts/ on sys.path
+    import offline_assets
+
+    return offline_assets
+
+
+def test_mathjax_is_fetched_once_and_only_what_pages_load_is_kept(assets, tmp_path):
+    tgz = tmp_path / "mathjax.tgz"
+    sha = make_tarball(tgz, {
+        "package/LICENSE": b"license",
+        "package/es5/tex-mml-chtml.js": b"// page script",
+        "package/es5/output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff": b"font",
+        "package/es5/tex-svg.js": b"// another component",
+        "package/es5/ui/../../../escape.js": b"outside"})
+    cache = tmp_path / "cache"
+    folder = assets.mathjax_folder(cache, url=tgz.as_uri(), sha512=sha)
+    kept = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert kept == ["LICENSE", "output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff",
+                    "tex-mml-chtml.js"]
+    assert not (tmp_path / "escape.js").exists()
+    tgz.unlink()  # the second build reads the cache
+    assert assets.mathjax_folder(cache, url=tgz.as_uri(), sha512=sha) == folder
+
+
+@pytest.mark.parametrize("case", ["wrong checksum", "no page script"])
+def test_a_bad_mathjax_tarball_leaves_nothing(assets, tmp_path, case):
+    tgz = tmp_path / "mathjax.tgz"
+    files = {"package/es5/tex-svg.js": b"x"} if case == "no page script" else \
+        {"package/es5/tex-mml-chtml.js": b"x"}
+    sha = make_tarball(tgz, files)
+    with pytest.raises(OSError, match="SHA-512" if case == "wrong checksum" else
+                       "no es5/tex-mml-chtml.js"):
+        assets.mathjax_folder(tmp_path / "cache", url=tgz.as_uri(),
+                              sha512=sha if case == "no page script" else "AAAA")
+    cache = tmp_path / "cache"
+    assert not cache.exists() or not any(cache.iterdir())

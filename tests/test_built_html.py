@@ -83,3 +83,32 @@ def test_no_nbval_marker_on_the_page():
     """nbval's markers are cell tags, not comments shown in the code."""
     shown = [p.stem for p in built_pages() if "NBVAL" in p.read_text(encoding="utf-8")]
     assert not shown
+
+
+def test_no_page_loads_a_remote_script():
+    """Scripts (MathJax among them) are served from the book, so that its pages
+    read offline."""
+    remote = re.compile(r"<script[^>]*\ssrc=\"(?:https?:)?//", re.IGNORECASE)
+    assert not [p.stem for p in built_pages() if remote.search(p.read_text("utf-8"))]
+
+
+@pytest.mark.slow
+def test_equations_render_with_the_network_cut(tmp_path):
+    """In headless Chromium that resolves no host but 127.0.0.1, the chapter of
+    the derivation shows its equations typeset, none as raw TeX or an error."""
+    from browser import Browser, serve
+
+    page = next(p for p in built_pages() if p.stem == "03_residual_update")
+    browser = Browser(tmp_path / "profile", offline=True)
+    try:
+        with serve(page.parents[1]) as url:
+            browser.open(url + "book/" + page.name)
+            typeset = browser.wait(
+                "window.MathJax && MathJax.startup && MathJax.startup.promise"
+                ".then(() => document.querySelectorAll('mjx-container').length)",
+                timeout=60)
+            maths = browser.eval("document.querySelectorAll('.math').length")
+            errors = browser.eval("document.querySelectorAll('mjx-merror').length")
+    finally:
+        browser.close()
+    assert maths >= 10 and typeset >= maths and errors == 0
