@@ -31,18 +31,23 @@ def chromium():
 class Browser:
     """Headless Chromium driven by DevTools commands over fds 3 and 4."""
 
-    def __init__(self, profile: Path, offline: bool = False):
+    def __init__(self, profile: Path, offline: bool = False, width: int = 1280,
+                 height: int = 900):
         to_chrome, self._w = os.pipe()
         self._r, from_chrome = os.pipe()
 
         def pipes():  # in the child: Chromium reads fd 3 and writes fd 4
-            os.dup2(to_chrome, 3)
-            os.dup2(from_chrome, 4)
+            # copies first: a pipe that is already fd 3 or 4 would keep its
+            # close-on-exec flag through a dup2 onto itself
+            read, write = os.dup(to_chrome), os.dup(from_chrome)
+            os.dup2(read, 3)
+            os.dup2(write, 4)
 
         self.proc = subprocess.Popen(
             [chromium(), "--headless=new", "--remote-debugging-pipe", "--no-sandbox",
              "--disable-gpu", "--no-first-run", "--disable-extensions",
-             f"--user-data-dir={profile}", *([OFFLINE] if offline else []),
+             f"--user-data-dir={profile}", f"--window-size={width},{height}",
+             *([OFFLINE] if offline else []),
              "about:blank"],
             preexec_fn=pipes, close_fds=False, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
@@ -72,10 +77,13 @@ class Browser:
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
 
-    def open(self, url: str) -> None:
+    def open(self, url: str, timeout: float = 60.0) -> None:
+        """Open ``url`` in a new tab and wait until it has loaded."""
         target = self.send("Target.createTarget", url=url)["targetId"]
         self.session = self.send("Target.attachToTarget", targetId=target,
                                  flatten=True)["sessionId"]
+        self.wait(f"location.href === {json.dumps(url)} "
+                  "&& document.readyState === 'complete'", timeout=timeout)
 
     def eval(self, expression: str):
         result = self.send("Runtime.evaluate", self.session, expression=expression,

@@ -112,3 +112,27 @@ def test_equations_render_with_the_network_cut(tmp_path):
     finally:
         browser.close()
     assert maths >= 10 and typeset >= maths and errors == 0
+
+
+CLIPPED = """Array.from(document.querySelectorAll('div.cell_output pre'))
+  .filter(e => e.scrollWidth > e.clientWidth + 1).length"""
+
+
+@pytest.mark.slow
+def test_no_printed_output_is_clipped(tmp_path):
+    """At a laptop's width, no printed output is wider than its box (a reader
+    would have to scroll it sideways to read it)."""
+    from browser import Browser, serve
+
+    pages = built_pages()
+    browser = Browser(tmp_path / "profile", offline=True, width=1280)
+    clipped = {}
+    try:
+        with serve(pages[0].parents[1]) as url:
+            for page in pages:
+                browser.open(url + "book/" + page.name)
+                browser.wait("document.readyState === 'complete'", timeout=60)
+                clipped[page.stem] = browser.eval(CLIPPED)
+    finally:
+        browser.close()
+    assert not {name: n for name, n in clipped.items() if n}
