@@ -12,6 +12,38 @@ COND_COLOR, PRED_COLOR = "tab:green", "tab:red"
 BETWEEN_COLOR = "tab:orange"  # frames between two frame times (book ch. 6)
 
 ANIMATION_DPI = 110  # frames of 64 pixels stay sharp on the web page
+#: Width (pixels) of a cell's output column on the book's pages in a 1280-pixel
+#: window: a wider figure is scaled down to it, and so is its text
+PAGE_PX = 676
+#: The smallest text height (pixels) a figure of the book shows on the page
+MIN_TEXT_PX = 9.5
+
+
+def fit_page(fig, min_px: float = MIN_TEXT_PX, page_px: int = PAGE_PX):
+    """Enlarge each text of ``fig`` (titles, labels, ticks, legends) that would
+    show smaller than ``min_px`` pixels once the figure, saved with a tight box as
+    in a notebook, is scaled to ``page_px`` pixels wide as on the book's pages;
+    returns ``fig``. Text that sticks out of the figure widens the saved image,
+    so the sizes are settled again after each change (a few passes at most)."""
+    from matplotlib.text import Text
+
+    dpi = fig.get_dpi()
+    for _ in range(4):
+        box = fig.get_tightbbox(fig.canvas.get_renderer())
+        width = max(fig.get_figwidth(), box.width) * dpi
+        smallest = min_px / (dpi / 72 * min(1.0, page_px / width))
+        small = [t for t in fig.findobj(Text)
+                 if t.get_text() and t.get_fontsize() < smallest - 1e-6]
+        ticks = [axis for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)
+                 if axis.get_major_ticks()
+                 and axis.get_major_ticks()[0].label1.get_fontsize() < smallest - 1e-6]
+        if not small and not ticks:
+            break
+        for text in small:
+            text.set_fontsize(smallest)
+        for axis in ticks:  # ticks made at draw time take the axis's size
+            axis.set_tick_params(labelsize=smallest)
+    return fig
 
 
 def _frames(video) -> np.ndarray:
@@ -72,11 +104,11 @@ def frame_grid(rows: Dict[str, object], nt_cond: int = 0, every: int = 1,
                 _show(ax, v[t - offset], COND_COLOR if t < nt_cond else PRED_COLOR)
             else:  # an empty cell keeps its axes so that the row label shows
                 _blank(ax)
-            if r == 0:
-                ax.set_title(f"t={t + 1}", fontsize=7)
+            if r == 0 and (len(cols) <= 12 or c == 0 or (t + 1) % 5 == 0):
+                ax.set_title(f"t={t + 1}", fontsize=7)  # a crowded row: every 5th
         axes[r, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
     fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0.15)
-    return fig
+    return fit_page(fig)
 
 
 def time_grid(rows: Dict[str, object], k_max: int, t0: int = 0,
@@ -120,7 +152,7 @@ def time_grid(rows: Dict[str, object], k_max: int, t0: int = 0,
     fig.subplots_adjust(wspace=0.06, hspace=0.06, left=1.1 / (scale * n_cols + 1.2),
                         right=0.99, top=1 - 0.25 / (scale * len(videos) + 0.3),
                         bottom=0.01)
-    return fig
+    return fit_page(fig)
 
 
 def _animation(videos: Dict[str, object], interval: int, dpi: int = ANIMATION_DPI):
@@ -136,6 +168,7 @@ def _animation(videos: Dict[str, object], interval: int, dpi: int = ANIMATION_DP
         _show(ax, v[0])
         ax.set_title(label, fontsize=8)
         images.append(ax.images[0])
+    fit_page(fig)
 
     def update(t):
         for im, v in zip(images, frames.values()):
@@ -190,6 +223,7 @@ def metric_curves(results: Dict, metrics: Sequence[str] = ("psnr", "ssim", "lpip
         ax.set_title(m.upper() + (" (lower is better)" if m == "lpips" else ""),
                      fontsize=9)
     axes[0].legend(fontsize=8)
+    fit_page(axes[0].figure)
     axes[0].figure.tight_layout()
     return axes[0].figure
 
@@ -217,7 +251,7 @@ def latent_trajectory(y, labels: Optional[Sequence[str]] = None, ax=None):
     ax.set_ylabel("principal axis 2")
     if labels is not None:
         ax.legend(fontsize=7)
-    return ax.figure
+    return fit_page(ax.figure)
 
 
 def plot_log(path, terms=("nll", "kl_y", "kl_z", "l2_res")):
@@ -241,5 +275,6 @@ def plot_log(path, terms=("nll", "kl_y", "kl_z", "l2_res")):
     ax.set_xlabel("step")
     for ax in axes:  # step counts in the thousands: few ticks, no overlap
         ax.xaxis.set_major_locator(plt.MaxNLocator(3, integer=True))
+    fit_page(fig)
     fig.tight_layout()
     return fig

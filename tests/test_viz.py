@@ -4,6 +4,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from srvp import viz  # noqa: E402
@@ -75,3 +76,74 @@ def test_time_grid_places_frames_at_their_times():
         assert "does not divide" in str(err)
     else:
         raise AssertionError("k=3 with k_max=4 was accepted")
+
+
+def shown_text_px(fig):
+    """The smallest text height (pixels) of ``fig`` on a book page: saved as the
+    page's PNG (tight box), then scaled down to the output column when wider."""
+    import io
+
+    from matplotlib.text import Text
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    width = Image.open(buffer).size[0]
+    scale = min(1.0, viz.PAGE_PX / width) * fig.get_dpi() / 72
+    sizes = [t.get_fontsize() * scale for t in fig.findobj(Text)
+             if t.get_text() and t.get_visible()]
+    return min(sizes)
+
+
+def _log(tmp_path):
+    from srvp.run_folder import append_log
+
+    for step in range(0, 3000, 500):
+        append_log(tmp_path, {"step": step, "nll": 1e4 / (step + 1), "kl_y": 5.0,
+                              "kl_z": 3.0, "l2_res": 1.0, "time": step})
+        append_log(tmp_path, {"step": step, "val_psnr": 12.0 + step / 1e3})
+    return tmp_path
+
+
+FIGURES = {
+    "frame grid, 25 frames": lambda tmp: viz.frame_grid(
+        {"ground truth": torch.rand(25, 1, 64, 64),
+         "best of 100": torch.rand(20, 1, 64, 64)}, nt_cond=5),
+    "time grid, paper layout": lambda tmp: viz.time_grid(
+        {"trained 1, tested 1": (torch.rand(11, 1, 64, 64), 1),
+         "trained 1/2, tested 1/4": (torch.rand(41, 1, 64, 64), 4)}, k_max=4),
+    "metric curves": lambda tmp: viz.metric_curves(
+        {"protocol": {"nt_cond": 5},
+         "metrics": {m: {"per_frame": np.random.rand(8, 20)}
+                     for m in ("psnr", "ssim", "lpips")}}),
+    "latent trajectories": lambda tmp: viz.latent_trajectory(
+        torch.randn(7, 3, 20), labels=["a", "b", "c"]),
+    "training log": lambda tmp: viz.plot_log(_log(tmp)),
+    "animation": lambda tmp: viz._animation(
+        {k: torch.rand(3, 1, 64, 64) for k in "abcd"}, 200)._fig,
+}
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_every_label_is_readable_on_the_page(name, tmp_path):
+    """No text of a figure shows under 9 pixels on the page (issue: grid labels
+    of 5-6 px when a 25-frame grid was scaled down to the column)."""
+    import matplotlib.pyplot as plt
+
+    fig = FIGURES[name](tmp_path)
+    try:
+        assert shown_text_px(fig) >= 9
+    finally:
+        plt.close(fig)
+
+
+def test_fit_page_leaves_large_text_alone():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3, 2), dpi=100)
+    ax.set_title("big", fontsize=20)
+    ax.set_xlabel("small", fontsize=4)
+    viz.fit_page(fig)
+    assert ax.title.get_fontsize() == 20
+    assert ax.xaxis.label.get_fontsize() * 100 / 72 == pytest.approx(viz.MIN_TEXT_PX)
+    plt.close(fig)
