@@ -7,6 +7,14 @@ periodic checkpoints) for ``--warmup + --steps`` steps of one preset, once per
 with ``--compile yes``), and prints
 it/s over the last ``--steps`` steps, with the peak GPU memory on CUDA.
 
+Beside the pace, each row gives the model's work per step (GFLOP of one forward
+and backward pass, counted by ``torch.utils.flop_counter`` on the meta device: the
+matrix products and convolutions), the FLOP rate achieved, the model FLOPs
+utilisation (MFU: that rate over the GPU's dense tensor-core peak for the
+precision, see :data:`PEAK_TFLOPS`; float32 steps are held against the TF32 peak
+because cuDNN runs float32 convolutions on TF32 tensor cores by default) and the
+time the paper's 1.1 M steps would take at that pace.
+
 The authors quote about 6 it/s for the ``smmnist`` preset (batch 128) on one
 Titan V; the table repeats that figure beside ours.
 
@@ -34,6 +42,43 @@ from srvp.train import Options, Trainer
 
 #: it/s the authors give for the smmnist preset on one Titan V GPU.
 AUTHORS_IT_S = {"smmnist": 6.0}
+#: Training steps of the paper's Moving MNIST models.
+PAPER_STEPS = 1_100_000
+#: Dense tensor-core peaks (TFLOP/s) from NVIDIA's datasheets, per GPU name (the
+#: first pattern that the CUDA device name contains) and precision: "tf32" for
+#: float32 steps, "half" for bf16 and fp16 autocast.
+PEAK_TFLOPS = (("H200", {"tf32": 494.7, "half": 989.4}),
+               ("H100 PCIe", {"tf32": 378.0, "half": 756.0}),
+               ("H100", {"tf32": 494.7, "half": 989.4}),  # SXM
+               ("A100", {"tf32": 156.0, "half": 312.0}))
+
+
+def peak_tflops(device_name: str, amp: str) -> float | None:
+    """The GPU's dense peak for the precision ``amp``, or None when unknown."""
+    for pattern, peaks in PEAK_TFLOPS:
+        if pattern in device_name:
+            return peaks["tf32" if amp == "off" else "half"]
+    return None
+
+
+def step_gflop(cfg, batch: int) -> float:
+    """GFLOP of one training step (forward, loss, backward) of ``cfg`` at batch
+    ``batch``, counted on the meta device (shapes only, nothing computed). A model
+    whose step reads a value (SVG-LP) is counted on the CPU at batch 2 instead
+    (BatchNorm needs two), times ``batch / 2``."""
+    from srvp.bench import gflop
+    from srvp.model_registry import build_model, compute_loss
+
+    def count(n: int) -> float:
+        model = build_model(cfg)
+        x = torch.rand(cfg.seq_len, n, cfg.nc, cfg.nx, cfg.nx)
+        return gflop(lambda: compute_loss(model(x), x, cfg).loss.backward())
+
+    try:
+        with torch.device("meta"):
+            return count(batch)
+    except (RuntimeError, NotImplementedError):  # e.g. .item() of a meta tensor
+        return batch / 2 * count(2)
 
 
 def throughput(name: str, data_dir, device: str, amp: str, compile_: bool,
@@ -113,11 +158,14 @@ def main() -> None:
     print(f"torch {torch.__version__}; preset {args.preset}; {args.warmup} warm-up + "
           f"{args.steps} timed steps; {torch.get_num_threads()} CPU threads"
           + "".join(f"; {k}={v}" for k, v in changes.items()))
+    gpu = torch.cuda.get_device_name() if cuda else ""
     if cuda:
-        print(f"GPU: {torch.cuda.get_device_name()}")
+        print(f"GPU: {gpu}")
     print(f"{'device':8s} {'amp':5s} {'compile':8s} {'format':14s} {'workers':>7s} "
           f"{'batch':>5s} "
-          f"{'it/s':>8s} {'ms/step':>8s} {'peak GiB':>9s}")
+          f"{'it/s':>8s} {'ms/step':>8s} {'peak GiB':>9s} {'GFLOP':>7s} "
+          f"{'TFLOP/s':>8s} {'MFU':>6s} {'1.1M steps':>11s}")
+    flops: dict[int, float] = {}
     for amp in amps:
         for compile_ in compiles:
             for layout in args.memory_format:
@@ -128,9 +176,16 @@ def main() -> None:
                         n_workers)
                     mem = f"{peak:9.2f}" if peak is not None else f"{'-':>9s}"
                     label = "auto" if n_workers is None else str(n_workers)
+                    if batch not in flops:
+                        flops[batch] = step_gflop(preset(args.preset, **changes),
+                                                  batch)
+                    rate = flops[batch] * it_s / 1e3  # TFLOP/s
+                    top = peak_tflops(gpu, amp) if device.type == "cuda" else None
+                    mfu = f"{100 * rate / top:5.1f}%" if top else f"{'-':>6s}"
                     print(f"{device.type:8s} {amp:5s} {str(compile_):8s} {layout:14s} "
                           f"{label:>7s} {batch:5d} {it_s:8.2f} {1e3 / it_s:8.1f} "
-                          f"{mem}", flush=True)
+                          f"{mem} {flops[batch]:7.1f} {rate:8.3f} {mfu} "
+                          f"{PAPER_STEPS / it_s / 3600:9.1f} h", flush=True)
     if args.preset in AUTHORS_IT_S:
         print(f"authors, official code, one Titan V, batch 128: about "
               f"{AUTHORS_IT_S[args.preset]:.0f} it/s")
