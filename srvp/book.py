@@ -156,3 +156,82 @@ def read_results(folder, name: str = "results.json"):
 
     path = None if folder is None else Path(folder) / name
     return json.loads(path.read_text()) if path is not None and path.exists() else None
+
+
+def pm_summary(summary, digits: int = 2, signed: bool = False) -> str:
+    """:func:`pm` of a summary ``{"mean": ..., "ci95": ...}`` (as written by
+    :func:`srvp.evaluate.summarize`)."""
+    return pm(summary["mean"], summary["ci95"], digits, signed)
+
+
+def verdict(summary, higher: str = "higher", lower: str = "lower",
+            unresolved: str = "not resolved") -> str:
+    """Which side of zero the 95 % interval ``mean ± ci95`` of a (paired)
+    difference lies on: ``higher`` above, ``lower`` below, ``unresolved`` when the
+    interval holds or touches zero."""
+    low = summary["mean"] - summary["ci95"]
+    high = summary["mean"] + summary["ci95"]
+    return higher if low > 0 else lower if high < 0 else unresolved
+
+
+def md_table(header: Sequence, rows, align: str | None = None):
+    """A GitHub-flavoured Markdown table, shown as a table by Jupyter and on the
+    book's pages: ``IPython.display.Markdown``. Cells go through ``str`` (a ``|``
+    in a cell is escaped); ``align`` has one letter per column, ``l`` (the
+    default), ``r`` or ``c``."""
+    from IPython.display import Markdown
+
+    align = "l" * len(header) if align is None else align
+    if len(align) != len(header) or set(align) - set("lrc"):
+        raise ValueError(f"align={align!r}: one of l, r, c per column "
+                         f"({len(header)} columns)")
+    rule = {"l": "---", "r": "---:", "c": ":---:"}
+
+    def line(cells):
+        return "| " + " | ".join(str(c).replace("|", r"\|") for c in cells) + " |"
+
+    lines = [line(header), line(rule[a] for a in align)]
+    for row in rows:
+        row = list(row)
+        if len(row) != len(header):
+            raise ValueError(f"a row of {len(row)} cells in a table of "
+                             f"{len(header)} columns: {row}")
+        lines.append(line(row))
+    return Markdown("\n".join(lines))
+
+
+def cell_float(table, key: str, column: str) -> float:
+    """``table[key][column]`` as a number, NaN where the cell is empty: a table
+    of text cells keyed by its first column (``runs/history.csv``, book ch. 4)."""
+    return float(table[key][column] or "nan")
+
+
+def report_summary(report, metric: str, reference: str | None = None) -> dict:
+    """The summary of ``metric`` in an evaluation report (:func:`read_results`,
+    or the results of :func:`srvp.evaluate.evaluate`): the model's best of N, or
+    the reference predictor ``reference`` (``"blank"``, ``"last_frame"``).
+
+    Where some videos have an infinite PSNR (a frame predicted exactly), the
+    mean and interval are over the others, and ``n_infinite`` says how many were
+    left out (0 otherwise); ``n`` is the number of videos."""
+    scores = (report["reference"][reference] if reference else report["metrics"])
+    m = scores[metric]
+    if m.get("n_infinite"):
+        return {"mean": m["finite_mean"], "ci95": m["finite_ci95"], "n": m["n"],
+                "n_infinite": m["n_infinite"]}
+    return {"mean": m["mean"], "ci95": m["ci95"], "n": m["n"], "n_infinite": 0}
+
+
+def describe_run(run_folder, cfg) -> str:
+    """Two lines on how a model was trained, from its config and its
+    ``log.jsonl``: filters, batch size, planned steps, and where the log ends."""
+    import json
+
+    lines = (Path(run_folder) / "log.jsonl").read_text().splitlines()
+    log = [json.loads(line) for line in lines if line.strip()]
+    last = max((r for r in log if "time" in r), key=lambda r: r["step"])
+    hours = last["time"] / 3600
+    spent = f"{hours:.1f} h" if hours >= 1 else f"{60 * hours:.0f} min"
+    return (f"trained model: nf={cfg.nf}, batch {cfg.batch_size}, "
+            f"{cfg.n_iter:,d} steps planned;\nits log ends at step "
+            f"{last['step']:,d}, after {spent} of training")
