@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import urllib.request
 from pathlib import Path
 from typing import Sequence
-
-from .fileio import atomic_file
 
 #: Where a chapter run on its own (Colab) fetches the book's files.
 RAW_URL = "https://raw.githubusercontent.com/srvp-book/srvp/main/book/"
@@ -51,31 +48,34 @@ def shipped_run(book: Path, names: Sequence[str] = ("config.json", "model.pt"),
                 optional: Sequence[str] = (), run: str = RUN[-1]) -> Path:
     """The folder ``runs/<run>`` of a model trained for the book.
 
-    Files missing there (a chapter on Colab) are fetched from the repository;
-    files in ``optional`` may be absent upstream. ``run`` names the folder:
-    ``"cpu"`` (SRVP, the default) or ``"svg_cpu"`` (the SVG-LP baseline, book
-    ch. 9). Prints the run's name and :func:`weights_digest`. A required file
-    that can be neither found nor fetched raises
-    ``OSError`` (``urllib.error.HTTPError`` when absent upstream, ``URLError``
-    offline); a folder created for it is then removed again.
+    Files missing there (a chapter on Colab) are fetched from the repository
+    (:data:`RAW_URL`) by :func:`srvp.download.fetch`, which checks each one
+    before it enters the folder: no HTML page, a ``.json`` parses (each line of
+    a ``.jsonl``), a ``.npz`` is a whole zip, a ``.pt`` loads as a state dict
+    with the package's safe loader. Files in ``optional`` may be absent (or
+    unreachable) upstream. ``run`` names the folder: ``"cpu"`` (SRVP, the
+    default) or ``"svg_cpu"`` (the SVG-LP baseline, book ch. 9). Prints the
+    run's name and :func:`weights_digest`. A required file that can be neither
+    found nor fetched raises :class:`srvp.download.DownloadError` (an
+    ``OSError``, one line: the URL, why, and where to put the file by hand); a
+    folder created for it is then removed again.
     """
+    from .download import DownloadError, fetch, own_folder
+    from .run_folder import read_state_dict
+
     parts = (*RUN[:-1], run)
     folder = Path(book).joinpath(*parts)
-    created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in (*names, *optional):
-        if (folder / name).exists():
-            continue
-        try:
-            with atomic_file(folder / name) as tmp:  # no half-written file
-                urllib.request.urlretrieve(RAW_URL + "/".join(parts) + "/" + name,
-                                           tmp)
-        except OSError:
-            if name in optional:
+    with own_folder(folder):
+        for name in (*names, *optional):
+            if (folder / name).exists():
                 continue
-            if created and not any(folder.iterdir()):
-                folder.rmdir()
-            raise
+            check = read_state_dict if name.endswith(".pt") else None
+            try:
+                fetch(RAW_URL + "/".join(parts) + "/" + name, folder / name,
+                      check=check)
+            except DownloadError:
+                if name not in optional:
+                    raise
     # the outputs name the files they show: the weights, else the first file
     shown = "model.pt" if (folder / "model.pt").exists() else \
         (names[0] if names else None)

@@ -20,15 +20,11 @@ import os
 import shutil
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
-from tqdm.auto import tqdm
-
-from .fileio import atomic_file
+from . import download
 from .run_folder import BEST_WEIGHTS, CONFIG, WEIGHTS, load_official
 
 #: The authors' server, linked from the official README.
@@ -37,7 +33,8 @@ AUTHORS_URL = "https://data.lip6.fr/srvp/"
 MIRROR_URL = ("https://huggingface.co/nkiyohara/srvp-pretrained-model-mirror/"
               "resolve/main/")
 ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
-_BAR_FROM = 1 << 20  # bytes: smaller files get no progress bar
+#: Size caps (bytes): a ``config.json``; a model or an archive of models.
+MAX_CONFIG_BYTES, MAX_BYTES = 1 << 20, 4 << 30
 
 
 class Release(NamedTuple):
@@ -64,7 +61,7 @@ RELEASES: Dict[str, Release] = {
 }
 
 
-class DownloadError(OSError):
+class DownloadError(download.DownloadError):
     """No source gave a model that loads (offline, moved, or corrupt files)."""
 
 
@@ -81,7 +78,8 @@ class Fetched(NamedTuple):
 
 def download_official(dataset: str, out, urls: Sequence[str] = (),
                       force: bool = False, progress: bool = True,
-                      timeout: float = 30.0) -> Fetched:
+                      timeout: Optional[float] = None,
+                      deadline: Optional[float] = None) -> Fetched:
     """Download the released model of ``dataset`` into the folder ``out``.
 
     Parameters
@@ -91,15 +89,20 @@ def download_official(dataset: str, out, urls: Sequence[str] = (),
     urls : extra sources, tried before the release's own (:attr:`Release.urls`).
     force : download again even if ``out`` already holds the model.
     progress : show a progress bar on files over 1 MiB.
-    timeout : seconds per connection attempt.
+    timeout, deadline : seconds without a byte, and for each whole file
+        (defaults of :mod:`srvp.download`).
 
     Returns
     -------
     :class:`Fetched`. A folder that already holds a model of ``dataset`` that
     loads is kept as is, without any request (unless ``force``). Files are
-    fetched into a hidden folder inside ``out``, loaded with
-    :func:`~srvp.load_official`, and only then renamed into place: ``out`` never
-    holds a partial or unchecked file.
+    fetched by :func:`srvp.download.fetch` (size caps :data:`MAX_CONFIG_BYTES`
+    and :data:`MAX_BYTES`, no HTML page, ``config.json`` parses, archives
+    whole) into a hidden ``.download-*`` folder inside ``out``, loaded with
+    :func:`~srvp.load_official`, and only then renamed into place: ``out``
+    never holds a partial or unchecked file. The staging folder goes on every
+    exit (one a killed process left goes on the next call), and an ``out``
+    created here is removed again when no source worked.
 
     Raises
     ------
@@ -112,27 +115,26 @@ def download_official(dataset: str, out, urls: Sequence[str] = (),
     release, out = RELEASES[dataset], Path(out).expanduser()
     if not force and _holds(out, dataset):
         return Fetched(out, None)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    limits = {"progress": progress, "timeout": timeout, "deadline": deadline}
     tried = []
-    for url in (*urls, *release.urls):
-        staging = Path(tempfile.mkdtemp(dir=out, prefix=".download-"))
-        try:
-            folder = _get(url, staging, release, progress, timeout)
-            _check(folder, dataset)
-            _install(folder, out)
-            return Fetched(out, url)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile,
-                tarfile.TarError) as err:
-            tried.append(f"{url} ({_reason(err)})")
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    if created and not any(out.iterdir()):
-        out.rmdir()
-    raise DownloadError(
-        f"could not download the released {release.description} model; tried "
-        f"{'; '.join(tried)}. Offline? Fetch {CONFIG} and {WEIGHTS} by hand from "
-        f"one of these sources into {out}")
+    with download.own_folder(out):
+        download.clear_stale(out, ".download-*", timeout or download.TIMEOUT)
+        for url in (*urls, *release.urls):
+            staging = Path(tempfile.mkdtemp(dir=out, prefix=".download-"))
+            try:
+                folder = _get(url, staging, release, limits)
+                _check(folder, dataset)
+                _install(folder, out)
+                return Fetched(out, url)
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile,
+                    tarfile.TarError) as err:
+                tried.append(f"{url} ({_reason(err)})")
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        raise DownloadError(
+            f"could not download the released {release.description} model; tried "
+            f"{'; '.join(tried)}. Offline? Fetch {CONFIG} and {WEIGHTS} by hand "
+            f"from one of these sources into {out}")
 
 
 def _install(folder: Path, out: Path) -> None:
@@ -171,41 +173,22 @@ def _check(folder: Path, dataset: str) -> None:
                          "download")
 
 
-def _get(url: str, staging: Path, release: Release, progress: bool,
-         timeout: float) -> Path:
+def _get(url: str, staging: Path, release: Release, limits: dict) -> Path:
     """Fetch one source into ``staging``; return the folder holding the files."""
     if url.lower().endswith(ARCHIVES):
         archive = staging / PurePosixPath(url.split("?")[0]).name
-        _fetch(url, archive, progress, timeout)
+        download.fetch(url, archive, max_bytes=MAX_BYTES, **limits)
         _extract(archive, staging / "x")
         return _find_experiment(staging / "x", release.path)
     base = url if url.endswith("/") else url + "/"
-    for name in (CONFIG, WEIGHTS):
-        _fetch(base + name, staging / name, progress, timeout)
-    for name in release.optional:
+    for name in (CONFIG, WEIGHTS, *release.optional):
+        cap = MAX_CONFIG_BYTES if name == CONFIG else MAX_BYTES
         try:
-            _fetch(base + name, staging / name, progress, timeout)
-        except urllib.error.HTTPError as err:
-            if err.code != 404:
-                raise
-        except urllib.error.URLError as err:  # file://: no such file
-            if not isinstance(err.reason, FileNotFoundError):
+            download.fetch(base + name, staging / name, max_bytes=cap, **limits)
+        except download.DownloadError as err:
+            if not (err.missing and name in release.optional):
                 raise
     return staging
-
-
-def _fetch(url: str, target: Path, progress: bool, timeout: float) -> None:
-    """Stream ``url`` into ``target`` (atomically), with a bar for large files."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        size = response.headers.get("Content-Length")
-        total = int(size) if size and size.isdigit() else None
-        bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                   desc=target.name, leave=False,
-                   disable=not progress or (total or _BAR_FROM) < _BAR_FROM)
-        with bar, atomic_file(target) as tmp, open(tmp, "wb") as f:
-            for block in iter(lambda: response.read(1 << 20), b""):
-                f.write(block)
-                bar.update(len(block))
 
 
 def _extract(archive: Path, dest: Path) -> None:
@@ -250,11 +233,6 @@ def _find_experiment(root: Path, release_path: str) -> Path:
 
 def _reason(err: BaseException) -> str:
     """A short, one-line cause: 'HTTP 404', 'Connection refused', ..."""
-    if isinstance(err, urllib.error.HTTPError):
-        return f"HTTP {err.code}"
-    if isinstance(err, urllib.error.URLError):
-        if not isinstance(err.reason, BaseException):
-            return str(err.reason)
-        err = err.reason
-        return getattr(err, "strerror", None) or str(err) or type(err).__name__
+    if isinstance(err, download.DownloadError):
+        return err.reason
     return " ".join(str(err).split())[:300] or type(err).__name__

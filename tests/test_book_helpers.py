@@ -1,11 +1,11 @@
 """srvp.book: how chapters find the book folder, MNIST and the shipped model."""
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import dead_url
 
-from srvp.book import RAW_URL, find_book, find_mnist, shipped_run
+from srvp import book
+from srvp.book import find_book, find_mnist, shipped_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,30 +36,23 @@ def test_shipped_run_uses_local_files(tmp_path):
     assert shipped_run(tmp_path) == run  # nothing to fetch: no network used
 
 
-def test_shipped_run_fetches_another_run_from_its_own_folder(tmp_path, monkeypatch):
-    fetched = []
-
-    def fake_download(url, path):
-        fetched.append(url)
-        if url.endswith("results.json"):
-            raise urllib.error.HTTPError(url, 404, "Not Found", None, None)
-        Path(path).write_text("{}")
-
-    monkeypatch.setattr(urllib.request, "urlretrieve", fake_download)
-    run = shipped_run(tmp_path, ("config.json",), optional=("results.json",),
+def test_shipped_run_fetches_another_run_from_its_own_folder(tmp_path, monkeypatch,
+                                                            serve):
+    upstream = tmp_path / "upstream"
+    (upstream / "runs" / "svg_cpu").mkdir(parents=True)
+    (upstream / "runs" / "svg_cpu" / "config.json").write_text("{}")
+    server = serve(upstream)
+    monkeypatch.setattr(book, "RAW_URL", server.url)
+    run = shipped_run(tmp_path / "book", ("config.json",), optional=("results.json",),
                       run="svg_cpu")
-    assert run == tmp_path / "runs" / "svg_cpu"
+    assert run == tmp_path / "book" / "runs" / "svg_cpu"
     assert sorted(p.name for p in run.iterdir()) == ["config.json"]
-    assert fetched == [RAW_URL + "runs/svg_cpu/config.json",
-                       RAW_URL + "runs/svg_cpu/results.json"]
+    assert server.requests == ["/runs/svg_cpu/config.json",
+                               "/runs/svg_cpu/results.json"]
 
 
 def test_shipped_run_offline_raises_and_leaves_no_folder(tmp_path, monkeypatch):
-    def offline(url, path):
-        Path(path).write_text("half a file")
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(urllib.request, "urlretrieve", offline)
-    with pytest.raises(OSError):
-        shipped_run(tmp_path, run="svg_cpu")
-    assert not (tmp_path / "runs" / "svg_cpu").exists()
+    monkeypatch.setattr(book, "RAW_URL", dead_url())
+    with pytest.raises(OSError, match="put it at .*svg_cpu/config.json"):
+        shipped_run(tmp_path / "book", run="svg_cpu")
+    assert not (tmp_path / "book").exists()

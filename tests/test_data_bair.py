@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from helpers import dead_url
 from test_tfrecord import encode_example, frame_record, write_tfrecord
 
 from srvp.cli import data as cli
@@ -182,9 +183,12 @@ def test_extract_good_and_truncated_archives(tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / bair.ARCHIVE).write_bytes(good.read_bytes()[:1500])
-    with pytest.raises(ArchiveError, match="truncated or corrupt"):
+    with pytest.raises(ArchiveError, match="truncated or corrupt.*removed"):
         bair.download_bair(bad, progress=False)
     assert not (bad / "softmotion30_44k").exists()
+    assert not (bad / bair.ARCHIVE).exists()  # not kept, to fail again next time
+    good.unlink()  # extracted already: kept, without any request
+    assert bair.download_bair(tmp_path, url=dead_url(), progress=False) == folder
 
 
 def test_download_fails_fast_and_clearly_offline(tmp_path):

@@ -213,9 +213,10 @@ def test_download_extracts_a_good_zip_and_rejects_a_truncated_one(tmp_path):
     folders = kth.download_kth(tmp_path, classes=("boxing",), urls=())
     assert [p.name for p in folders[0].iterdir()] == ["person01_boxing_d1_uncomp.avi"]
     assert not (raw / "boxing.zip").exists()
-    with pytest.raises(ArchiveError, match="truncated or corrupt"):
+    with pytest.raises(ArchiveError, match="truncated or corrupt.*removed"):
         kth.download_kth(tmp_path, classes=("running",), urls=())
     assert not (raw / "running").exists()
+    assert not (raw / "running.zip").exists()  # not kept, to fail again next time
 
 
 # --- command line --------------------------------------------------------------------

@@ -4,6 +4,8 @@ Most tests read the small MNIST-format source of ``tiny_mnist_dir``; the
 ``mnist_dir`` ones check facts about the real files.
 """
 import gzip
+import tracemalloc
+import zlib
 
 import numpy as np
 import pytest
@@ -117,6 +119,33 @@ def test_truncated_gzip_stream(tmp_path, tiny_mnist_dir):
         mnist.read_idx(path)
 
 
+def test_a_gzip_bomb_is_refused_without_filling_the_memory(tmp_path):
+    """A header announcing 10 images, then 64 MiB of zeros (in 290 kB of gzip):
+    read_idx decompresses what the header declares plus one byte, not more."""
+    header = bytes([0, 0, 0x08, 3]) + b"".join(d.to_bytes(4, "big") for d in
+                                                (10, 28, 28))
+    packer = zlib.compressobj(1, zlib.DEFLATED, 31)  # 31: the gzip format
+    block = bytes(1 << 20)
+    body = packer.compress(header) + b"".join(packer.compress(block)
+                                              for _ in range(64))
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(body + packer.flush())
+    tracemalloc.start()
+    with pytest.raises(mnist.IDXFormatError, match="more bytes than the 7856"):
+        mnist.read_idx(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 16 << 20
+
+
+def test_an_absurd_declared_size_is_refused(tmp_path):
+    path = tmp_path / "huge"
+    path.write_bytes(bytes([0, 0, 0x08, 3]) + b"".join(
+        d.to_bytes(4, "big") for d in (2 ** 31, 28, 28)))
+    with pytest.raises(mnist.IDXFormatError, match="huge: the header declares"):
+        mnist.read_idx(path)
+
+
 def test_images_with_wrong_dims_are_rejected(tmp_path):
     _write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((3, 28, 27), np.uint8))
     _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(3, np.uint8))
@@ -171,7 +200,7 @@ def test_download_rejects_bad_checksum_atomically(tmp_path):
     out = tmp_path / "out"
     with pytest.raises(mnist.MNISTNotFoundError, match="MD5 mismatch"):
         mnist.download_mnist(out, splits=("test",), mirrors=(bad.as_uri() + "/",))
-    assert list(out.iterdir()) == []  # no partial or temporary file left
+    assert not out.exists()  # no partial file, nor the folder made for it
 
 
 def test_offline_download_error(tmp_path):

@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from .. import download
 from .. import official_weights as weights
-from ..data import registry, steps
+from ..data import bair, registry, steps
 from ..data.mnist_idx import command_line_hint as mnist_hint
 from ..data.steps import Step
 from ..fileio import folder_problem
@@ -40,14 +41,16 @@ archive holding such a folder; archive members outside it are refused. Models:
 """ + "\n".join(f"  {name:8s} {r.path + '/':22s} {r.description}"
                 for name, r in weights.RELEASES.items()) + """
 A model already in OUT that loads is kept without any request (--force fetches
-it again); files reach OUT only once the model loads with load_official."""
+it again); files reach OUT only once the model loads with load_official, and
+a failed download leaves nothing in OUT (nor OUT, if it made it)."""
 
 
 def _run_weights(args: argparse.Namespace):
     from ..run_folder import load_official
 
     got = weights.download_official(args.dataset, args.out, urls=args.url,
-                                    force=args.force, progress=args.progress)
+                                    force=args.force, progress=args.progress,
+                                    timeout=args.timeout, deadline=args.deadline)
     return got, load_official(got.folder)
 
 
@@ -84,6 +87,25 @@ OFFICIAL_WEIGHTS = Step(
     errors=(weights.OtherModelError, OSError), hint=_weights_hint)
 
 
+#: The limits of every command that downloads (``*-download``, official-weights).
+DOWNLOAD_OPTIONS = (
+    steps.option("--timeout", type=float, default=None, metavar="S", positive=True,
+                 help="give up when no byte arrives for S seconds (default "
+                      f"{download.TIMEOUT:g})"),
+    steps.option("--deadline", type=float, default=None, metavar="S", positive=True,
+                 help="give up on a file not complete after S seconds (default "
+                      f"{download.DEADLINE:g}; {bair.DEADLINE:g} for the BAIR "
+                      "archive)"),
+)
+
+
+def _options(step: Step) -> tuple:
+    """The options of ``step``, plus :data:`DOWNLOAD_OPTIONS` if it downloads
+    (its name ends with ``-download``, or it is official-weights)."""
+    downloads = step.name.endswith("-download") or step is OFFICIAL_WEIGHTS
+    return (*step.options, *(DOWNLOAD_OPTIONS if downloads else ()))
+
+
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the ``data`` command (and its sub-commands) to ``subparsers``.
 
@@ -110,7 +132,7 @@ def add_step(commands, step: Step) -> argparse.ArgumentParser:
     parser = commands.add_parser(step.name, help=step.help,
                                  description=step.description,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    for option in step.options:
+    for option in _options(step):
         parser.add_argument(*option.flags, **option.settings)
     parser.set_defaults(func=functools.partial(run_step, step))
     return parser
@@ -148,7 +170,7 @@ def _input_error(step: Step, args: argparse.Namespace) -> Optional[str]:
     to each command, whose message says what it should hold) and the output
     (a folder, or the folder of a file, that can be created and written).
     """
-    for option in step.options:
+    for option in _options(step):
         value = getattr(args, option.dest, None)
         if option.positive and value is not None and value < 1:
             return f"{option.flags[0]} {value}: must be at least 1"

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import download
 from . import steps
 from .common import InvalidTestSetError, output_folder, split_indices
 from .steps import Step
@@ -48,7 +49,6 @@ from .video_io import (
     LazyArrays,
     VideoClips,
     atomic_dir,
-    download,
     open_npy,
     read_npy_header,
     require_pil,
@@ -58,6 +58,9 @@ from .video_io import (
 
 URL = "http://rail.eecs.berkeley.edu/datasets/bair_robot_pushing_dataset_v0.tar"
 ARCHIVE = "bair_robot_pushing_dataset_v0.tar"
+#: Size cap of the archive (about 30 GB), and the time it may take by default
+#: (seconds: 24 h, some 350 kB/s).
+MAX_BYTES, DEADLINE = 48 << 30, 24 * 3600.0
 N_FRAMES = 30
 FRAME_SHAPE = (64, 64, 3)
 CAMERA = "image_aux1"
@@ -93,24 +96,38 @@ def extract_bair(tar_path: str | os.PathLike, out_dir: str | os.PathLike,
                     archive.extract(member, tmp, set_attrs=False, **_TAR_FILTER)
         except (tarfile.TarError, EOFError, OSError) as err:
             raise ArchiveError(f"{tar_path}: truncated or corrupt tar ({err}); "
-                               "delete it and download again") from err
+                               "download it again") from err
     return out_dir / "softmotion30_44k"
 
 
 def download_bair(out_dir: str | os.PathLike, url: str = URL,
-                  keep_archive: bool = False, timeout: float = 30.0,
-                  progress: bool = True) -> Path:
+                  keep_archive: bool = False, timeout: float | None = None,
+                  progress: bool = True, deadline: float | None = DEADLINE) -> Path:
     """Download the BAIR tar into ``out_dir`` and extract ``softmotion30_44k/``.
 
-    An archive already in ``out_dir`` is reused. Needs internet: offline the
-    connection fails within ``timeout`` seconds with a
-    :class:`~srvp.data.video_io.DownloadError`. Returns the extracted folder.
+    The archive goes through :func:`srvp.download.fetch`: capped at
+    :data:`MAX_BYTES`, refused if it is an HTML page or not a whole tar, and
+    renamed into ``out_dir`` only then. A ``softmotion30_44k/`` already
+    extracted is kept (no request); an archive already in ``out_dir`` is
+    reused, and removed if it turns out corrupt. Needs internet: offline the
+    connection fails within ``timeout`` seconds (default of :mod:`srvp.download`)
+    with a :class:`~srvp.download.DownloadError`, and an ``out_dir`` made for
+    the download is removed again. ``deadline``: seconds the archive may take.
+    Returns the extracted folder.
     """
     out_dir = Path(out_dir).expanduser()
     tar_path = out_dir / ARCHIVE
-    if not tar_path.is_file():
-        download(url, tar_path, timeout, progress)
-    folder = extract_bair(tar_path, out_dir)
+    if (out_dir / "softmotion30_44k").is_dir():
+        return out_dir / "softmotion30_44k"  # extracted before: no request
+    with download.own_folder(out_dir):
+        if not tar_path.is_file():
+            download.fetch(url, tar_path, max_bytes=MAX_BYTES, timeout=timeout,
+                           deadline=deadline, progress=progress)
+        try:
+            folder = extract_bair(tar_path, out_dir)
+        except ArchiveError as err:
+            tar_path.unlink()  # kept, it would fail the same way next time
+            raise ArchiveError(f"{err} (the archive was removed)") from err
     if not keep_archive:
         tar_path.unlink()
     return folder
@@ -301,7 +318,9 @@ class BairTestSet(FixedVideos):
 _DOWNLOAD_DESC = """\
 Download bair_robot_pushing_dataset_v0.tar (about 30 GB) from the dataset's
 site into OUT and extract OUT/softmotion30_44k/{train,test}/*.tfrecords (an
-archive already there is reused). Needs internet: offline it fails at once."""
+archive already there is reused). The archive enters OUT only once whole (no
+HTML page, no truncated tar); a failed download leaves no partial file and no
+folder it made. Needs internet: offline it fails at once."""
 
 _CONVERT_DESC = """\
 Convert the BAIR TFRecords (DATA/softmotion30_44k/{train,test}) without
@@ -332,7 +351,8 @@ STEPS = (
                        help="keep the .tar after extraction"),
           steps.NO_PROGRESS),
          run=lambda a: download_bair(a.out, keep_archive=a.keep_archive,
-                                     progress=a.progress),
+                                     progress=a.progress, timeout=a.timeout,
+                                     deadline=a.deadline or DEADLINE),
          report=_report_download),
     Step("bair-convert", "convert BAIR TFRecords to arrays", _CONVERT_DESC,
          (*steps.CONVERT,

@@ -42,18 +42,17 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import download
 from . import steps
 from .common import InvalidTestSetError, output_folder, split_indices
 from .steps import Step
 from .video_io import (
     ArchiveError,
-    DownloadError,
     FixedVideos,
     LazyArrays,
     VideoClips,
     atomic_dir,
     decode_video,
-    download,
     open_npy,
     read_npy_header,
     require_pil,
@@ -68,6 +67,8 @@ TEST_PERSONS = tuple(range(21, 26))
 #: Where the raw zips are fetched, tried in order (the first is SVG's URL).
 URLS = ("http://www.nada.kth.se/cvap/actions/{action}.zip",
         "https://www.csc.kth.se/cvap/actions/{action}.zip")
+#: Size cap of each action's zip (the largest, walking, is about 250 MB).
+MAX_BYTES = 1 << 30
 _NAME = re.compile(r"^person(\d\d)_([a-z]+)_d(\d+)")
 
 
@@ -104,21 +105,32 @@ def _extract_avis(zip_path: Path, folder: Path) -> int:
                     while chunk := src.read(1 << 20):
                         dst.write(chunk)
     except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as err:
-        raise ArchiveError(f"{zip_path}: truncated or corrupt zip ({err}); delete "
-                           "it and download again") from err
+        raise ArchiveError(f"{zip_path}: truncated or corrupt zip ({err}); it was "
+                           "removed: download it again") from err
     if not members:
         raise ArchiveError(f"{zip_path}: no .avi file inside")
     return len(members)
 
 
 def download_kth(out_dir: str | os.PathLike, classes=CLASSES, urls=URLS,
-                 timeout: float = 30.0, progress: bool = True) -> list[Path]:
+                 timeout: float | None = None, progress: bool = True,
+                 deadline: float | None = None) -> list[Path]:
     """Download and extract the raw KTH videos into ``out_dir/raw/<action>/``.
 
-    Each action's zip is fetched (the URLs of :data:`URLS` in turn), checked,
-    extracted and deleted; actions whose folder already exists are skipped. Needs
-    internet: offline the first connection fails within ``timeout`` seconds with a
-    :class:`~srvp.data.video_io.DownloadError`.
+    Each action's zip is fetched (the URLs of :data:`URLS` in turn) by
+    :func:`srvp.download.fetch`: capped at :data:`MAX_BYTES`, refused if it is
+    an HTML page or not a whole zip, renamed into ``raw/`` only then; it is
+    extracted and deleted. Actions whose folder already exists are skipped; a
+    zip already in ``raw/`` that turns out corrupt is removed. Needs internet:
+    offline the first connection fails within ``timeout`` seconds with a
+    :class:`~srvp.download.DownloadError`, and folders made for the download
+    are removed again.
+
+    Parameters
+    ----------
+    timeout, deadline : float, optional
+        Seconds without a byte, and for each whole zip (defaults of
+        :mod:`srvp.download`).
 
     Returns
     -------
@@ -127,30 +139,39 @@ def download_kth(out_dir: str | os.PathLike, classes=CLASSES, urls=URLS,
     """
     raw = Path(out_dir).expanduser() / "raw"
     folders = []
-    for action in classes:
-        folder = raw / action
-        folders.append(folder)
-        if folder.is_dir():
-            continue
-        zip_path = raw / f"{action}.zip"
-        if not zip_path.is_file():
-            _download_first(urls, action, zip_path, timeout, progress)
-        with atomic_dir(folder) as tmp:
-            _extract_avis(zip_path, tmp)
-        zip_path.unlink()
+    with download.own_folder(raw):
+        for action in classes:
+            folder = raw / action
+            folders.append(folder)
+            if folder.is_dir():
+                continue
+            zip_path = raw / f"{action}.zip"
+            if not zip_path.is_file():
+                _download_first(urls, zip_path, timeout, deadline, progress)
+            try:
+                with atomic_dir(folder) as tmp:
+                    _extract_avis(zip_path, tmp)
+            except ArchiveError:
+                zip_path.unlink()  # kept, it would fail the same way next time
+                raise
+            zip_path.unlink()
     return folders
 
 
-def _download_first(urls, action: str, target: Path, timeout, progress) -> None:
-    """Try each URL template in turn; raise the last error if all fail."""
-    error = DownloadError(f"no URL to download {action}.zip from")
+def _download_first(urls, target: Path, timeout, deadline, progress) -> None:
+    """Try each URL template in turn; one error naming them all if all fail."""
+    tried = []
     for template in urls:
         try:
-            download(template.format(action=action), target, timeout, progress)
+            download.fetch(template.format(action=target.stem), target,
+                           max_bytes=MAX_BYTES, timeout=timeout, deadline=deadline,
+                           progress=progress)
             return
-        except OSError as err:
-            error = err
-    raise error
+        except download.DownloadError as err:
+            tried.append(f"{err.url} ({err.reason})")
+    raise download.DownloadError(
+        f"cannot download {target.name}: tried {'; '.join(tried) or 'no URL'}. "
+        f"Offline? Fetch it by hand from the KTH site and put it at {target}")
 
 
 # ---------------------------------------------------------------- conversion
@@ -419,7 +440,9 @@ _DOWNLOAD_DESC = """\
 Download the six KTH action zips (boxing, handclapping, handwaving, jogging,
 running, walking; about 1 GB) from the KTH site, check and extract them into
 OUT/raw/<action>/personXX_<action>_dY_uncomp.avi, then delete the zips. Actions
-already extracted are skipped. Needs internet: offline it fails at once."""
+already extracted are skipped. A zip enters OUT/raw only once whole (no HTML
+page, no truncated archive); a failed download leaves no partial file and no
+folder it made. Needs internet: offline it fails at once."""
 
 _CONVERT_DESC = """\
 Convert the raw KTH videos (DATA/raw/<action>/*.avi) into 64x64 grayscale uint8
@@ -468,7 +491,8 @@ def _report_testset(result: tuple[Path, dict], args, seconds: float):
 STEPS = (
     Step("kth-download", "download the raw KTH videos", _DOWNLOAD_DESC,
          (steps.out_dir("dataset folder", required=True), steps.NO_PROGRESS),
-         run=lambda a: download_kth(a.out, progress=a.progress),
+         run=lambda a: download_kth(a.out, progress=a.progress, timeout=a.timeout,
+                                    deadline=a.deadline),
          report=_report_download),
     Step("kth-convert", "convert KTH .avi files to arrays", _CONVERT_DESC,
          (*steps.CONVERT, steps.image_size("frame size in pixels, N x N (default "

@@ -19,14 +19,13 @@ The official seed-42 95% / 5% train/validation split of the training digits is
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
-import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_file
+from .. import download
 from . import steps
 from .steps import Step
 
@@ -45,6 +44,10 @@ MD5 = {
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
+
+#: Size cap of each downloaded file (the largest, the training images, is
+#: 9.9 MB); what an IDX file may declare once decompressed (MNIST: 47 MB).
+MAX_BYTES, MAX_IDX_BYTES = 32 << 20, 256 << 20
 
 #: File-name prefixes tried for each split, in order of preference.
 SPLIT_PREFIXES = {"train": ("train", "train5k"), "train5k": ("train5k",),
@@ -123,6 +126,11 @@ def _missing_message(directory: Path, split: str) -> str:
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read one IDX file (gzip or raw) into an array, validating its header.
 
+    The header is read first: a file that declares more than
+    :data:`MAX_IDX_BYTES` of values is refused, and no more than the declared
+    size is ever decompressed, so a gzip bomb fails with a clear error instead
+    of filling the memory.
+
     Parameters
     ----------
     path : path-like
@@ -137,35 +145,51 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     Raises
     ------
     IDXFormatError
-        Wrong magic number, unknown type code, or a size that does not match the
-        header (truncated or trailing bytes), or a corrupt gzip stream.
+        Wrong magic number, unknown type code, an absurd declared size, a size
+        that does not match the header (truncated or trailing bytes), or a
+        corrupt gzip stream.
     """
     path = Path(path)
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
-            raise IDXFormatError(f"{path}: corrupt or truncated gzip ({err})") from err
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
+    with open(path, "rb") as raw_file:
+        packed = raw_file.read(2) == b"\x1f\x8b"
+    try:
+        with (gzip.open(path) if packed else open(path, "rb")) as f:
+            dims, dtype, header = _read_idx_header(f, path)
+            expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+            raw = f.read(expected + 1)  # one byte more: trailing data shows
+    except (OSError, EOFError, zlib.error) as err:
+        if not packed:
+            raise
+        raise IDXFormatError(f"{path}: corrupt or truncated gzip ({err})") from err
+    if len(raw) != expected:
+        more = "more" if len(raw) > expected else "fewer"
         raise IDXFormatError(
-            f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'}; "
+            f"{path}: {more} bytes than the {header + expected} that the header "
+            f"{dims} announces (truncated or corrupt file)")
+    data = np.frombuffer(raw, dtype).reshape(dims)
+    return data.astype(dtype.newbyteorder("="), copy=True)
+
+
+def _read_idx_header(f, path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Dimensions, value type and header length of an open IDX stream."""
+    magic = f.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_TYPES:
+        raise IDXFormatError(
+            f"{path}: not an IDX file (bad magic number {magic.hex() or 'empty'}; "
             "expected 0000 then a type byte and the number of dimensions)"
         )
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
+    ndim, dtype = magic[3], np.dtype(_IDX_TYPES[magic[2]])
+    sizes = f.read(4 * ndim)
+    if len(sizes) < 4 * ndim:
         raise IDXFormatError(f"{path}: truncated IDX header")
-    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, offset=4))
-    dtype = np.dtype(_IDX_TYPES[raw[2]])
-    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    if len(raw) != expected:
+    dims = tuple(int(d) for d in np.frombuffer(sizes, ">u4", ndim))
+    declared = int(np.prod(dims, dtype=np.float64)) * dtype.itemsize
+    if declared > MAX_IDX_BYTES:
         raise IDXFormatError(
-            f"{path}: {len(raw)} bytes but the header {dims} announces {expected} "
-            "(truncated or corrupt file)"
-        )
-    data = np.frombuffer(raw, dtype, offset=header).reshape(dims)
-    return data.astype(dtype.newbyteorder("="), copy=True)
+            f"{path}: the header declares {dims} values of {dtype.itemsize} "
+            f"byte(s), over the {MAX_IDX_BYTES:,} bytes an IDX file may hold "
+            "here: a corrupt or hostile file; replace it with the real one")
+    return dims, dtype, 4 + 4 * ndim
 
 
 def _check_pair(images: np.ndarray, labels: np.ndarray, paths) -> None:
@@ -216,37 +240,26 @@ def load_mnist(
     return images, labels
 
 
-def md5sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+def md5sum(path: str | os.PathLike) -> str:
     """Hex MD5 digest of a file."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fetch(url: str, target: Path, md5: str, timeout: float) -> None:
-    """Download ``url`` to a temporary file, check its MD5, rename it to ``target``."""
-    with atomic_file(target) as tmp:
-        with open(tmp, "wb") as out:
-            response = urllib.request.urlopen(url, timeout=timeout)
-            with response:
-                for block in iter(lambda: response.read(1 << 20), b""):
-                    out.write(block)
-        if md5sum(tmp) != md5:
-            raise OSError(f"MD5 mismatch for {url}")
+    return download.file_digest(path, "md5")
 
 
 def download_mnist(
     out_dir: str | os.PathLike,
     splits: tuple[str, ...] = ("train", "test"),
     mirrors: tuple[str, ...] | None = None,
-    timeout: float = 30.0,
+    timeout: float | None = None,
+    deadline: float | None = None,
+    progress: bool = True,
 ) -> list[Path]:
     """Download the standard MNIST gzip files, verifying their MD5 checksums.
 
-    Files already present with the right checksum are kept. Each file is written
-    to a temporary name in ``out_dir`` and renamed once verified.
+    Files already present with the right checksum are kept. Each file goes
+    through :func:`srvp.download.fetch`: written to a temporary name in
+    ``out_dir``, capped at :data:`MAX_BYTES`, checked (no HTML page, a whole
+    gzip stream, the published MD5) and only then renamed; an ``out_dir``
+    created here is removed again when nothing could be fetched.
 
     Parameters
     ----------
@@ -256,8 +269,11 @@ def download_mnist(
         Which splits to fetch.
     mirrors : tuple of str, optional
         Base URLs tried in order (default :data:`MIRRORS`).
-    timeout : float
-        Seconds per connection attempt.
+    timeout, deadline : float, optional
+        Seconds without a byte, and for each whole file (defaults of
+        :mod:`srvp.download`).
+    progress : bool
+        Progress bars on stderr.
 
     Returns
     -------
@@ -270,7 +286,6 @@ def download_mnist(
         If a file cannot be fetched from any mirror (e.g. offline).
     """
     out_dir = Path(out_dir).expanduser()
-    out_dir.mkdir(parents=True, exist_ok=True)
     prefixes = {"train": "train", "test": "t10k"}
     unknown = set(splits) - set(prefixes)
     if unknown:
@@ -278,25 +293,26 @@ def download_mnist(
                          "use 'train' and/or 'test'")
     names = [f"{b}.gz" for s in splits for b in _file_names(prefixes[s])]
     mirrors = MIRRORS if mirrors is None else mirrors
-    for name in names:
-        target = out_dir / name
-        if target.is_file() and md5sum(target) == MD5[name]:
-            continue
-        errors = []
-        for mirror in mirrors:
-            try:
-                _fetch(mirror + name, target, MD5[name], timeout)
-                break
-            except OSError as err:  # URLError, timeouts and bad checksums
-                errors.append(f"{mirror}{name}: {err}")
-        else:
-            raise MNISTNotFoundError(
-                f"Could not download {name} ({'; '.join(errors)}). Offline? Copy "
-                f"the MNIST files ({', '.join(names)}) into {out_dir} by hand, or "
-                f"set {ENV_VAR} to a folder that holds them."
-            )
+    with download.own_folder(out_dir):
+        for name in names:
+            target = out_dir / name
+            if target.is_file() and md5sum(target) == MD5[name]:
+                continue
+            errors = []
+            for mirror in mirrors:
+                try:
+                    download.fetch(mirror + name, target, max_bytes=MAX_BYTES,
+                                   digest=("md5", MD5[name]), timeout=timeout,
+                                   deadline=deadline, progress=progress)
+                    break
+                except download.DownloadError as err:
+                    errors.append(f"{err.url}: {err.reason}")
+            else:
+                raise MNISTNotFoundError(
+                    f"Could not download {name} ({'; '.join(errors)}). Offline? "
+                    f"Copy the MNIST files ({', '.join(names)}) into {out_dir} by "
+                    f"hand, or set {ENV_VAR} to a folder that holds them.")
     return [out_dir / name for name in names]
-
 
 
 def command_line_hint(err: BaseException, option: str = "--data-dir") -> str:
@@ -317,13 +333,18 @@ STEPS = (
     Step("mnist-download", "download the MNIST IDX files (MD5-checked)",
          f"""\
 Download the standard MNIST IDX files (gzip) into OUT, trying the mirrors
-{', '.join(MIRRORS)} in turn and checking the published MD5 sums. Needs
-internet; offline, copy the files by hand and point {ENV_VAR} to them.""",
+{', '.join(MIRRORS)} in turn and checking the published MD5 sums. A file
+enters OUT only once whole and checked; a failed download leaves nothing (not
+even OUT, if it made it). Needs internet; offline, copy the files by hand and
+point {ENV_VAR} to them.""",
          (steps.out_dir("folder where the four .gz files are written",
                         required=True),
           steps.option("--split", choices=("train", "test", "all"), default="all",
-                       help="which split to fetch (default: all)")),
+                       help="which split to fetch (default: all)"),
+          steps.NO_PROGRESS),
          run=lambda a: download_mnist(a.out, splits=("train", "test")
-                                      if a.split == "all" else (a.split,)),
+                                      if a.split == "all" else (a.split,),
+                                      timeout=a.timeout, deadline=a.deadline,
+                                      progress=a.progress),
          report=_report_download),
 )

@@ -8,7 +8,9 @@ Used by the KTH, Human3.6M and BAIR modules (book ch. 1):
 - :func:`crop_resize` crops and resizes a frame with Pillow (Lanczos);
 - :func:`atomic_file` and :func:`atomic_dir` write under a temporary name and
   rename at the end, so that an error never leaves a partial output behind;
-- :func:`download` fetches a URL to a file, failing fast and clearly offline;
+- downloads go through :func:`srvp.download.fetch` (size cap, stall timeout,
+  deadline, content checks); its :class:`~srvp.download.DownloadError` is
+  importable from here too;
 - :class:`VideoClips` draws random fixed-length clips (training and validation
   sources) and :class:`FixedVideos` serves fixed test videos.
 
@@ -22,25 +24,19 @@ import contextlib
 import os
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from ..download import DownloadError  # noqa: F401 (this module's name for it)
 from ..fileio import atomic_file
 
 
 class VideoDecodeError(ValueError):
     """A video file cannot be decoded (corrupt, truncated or not a video)."""
-
-
-class DownloadError(OSError):
-    """A download failed (no network, HTTP error, or a truncated transfer)."""
 
 
 class ArchiveError(ValueError):
@@ -175,39 +171,6 @@ def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[P
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-
-
-def download(url: str, target: str | os.PathLike, timeout: float = 30.0,
-             progress: bool = True) -> Path:
-    """Download ``url`` to ``target`` (atomically), with a progress bar.
-
-    Raises
-    ------
-    DownloadError
-        When the host cannot be reached (e.g. offline: this fails within
-        ``timeout`` seconds), on an HTTP error, or when fewer bytes arrive than
-        announced.
-    """
-    target = Path(target)
-    try:
-        response = urllib.request.urlopen(url, timeout=timeout)
-    except (urllib.error.URLError, OSError) as err:
-        raise DownloadError(f"cannot download {url} ({err}); check the network, or "
-                            f"fetch the file by hand and put it at {target}") from err
-    total = int(response.headers.get("Content-Length") or 0) or None
-    with response, atomic_file(target) as tmp, open(tmp, "wb") as f, tqdm(
-            total=total, unit="B", unit_scale=True, desc=target.name,
-            disable=not progress) as bar:
-        try:
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                f.write(chunk)
-                bar.update(len(chunk))
-        except OSError as err:
-            raise DownloadError(f"download of {url} interrupted ({err})") from err
-        if total is not None and f.tell() != total:
-            raise DownloadError(f"download of {url} truncated: {f.tell()} of {total} "
-                                "bytes")
-    return target
 
 
 # ------------------------------------------------------------ stored arrays
