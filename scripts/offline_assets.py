@@ -2,8 +2,9 @@
 
 Sphinx points every page at MathJax on a CDN; without the network the equations
 then show as raw TeX. :func:`mathjax_folder` fetches MathJax once, at a pinned
-version, from the npm registry (its SHA-512 checked before anything is kept),
-into ``_build/vendor/``; ``scripts/build_book.py`` copies it into the site's
+version, from the npm registry (through the package's one download path,
+:func:`srvp.download.fetch`: size cap, timeouts, SHA-512 checked before anything is
+kept), into ``_build/vendor/``; ``scripts/build_book.py`` copies it into the site's
 ``_static/`` and points ``mathjax_path`` at it. Kept: the combined TeX + MathML
 component with its CommonHTML fonts, the TeX extensions it loads on demand, and
 the menu's accessibility components. Where the registry cannot be reached, the
@@ -12,13 +13,12 @@ book falls back to the CDN and says so.
 from __future__ import annotations
 
 import base64
-import hashlib
-import io
 import shutil
 import tarfile
 import tempfile
-import urllib.request
 from pathlib import Path
+
+from srvp.download import fetch
 
 MATHJAX_VERSION = "3.2.2"
 MATHJAX_URL = f"https://registry.npmjs.org/mathjax/-/mathjax-{MATHJAX_VERSION}.tgz"
@@ -33,20 +33,11 @@ MATHJAX_KEEP = ("tex-mml-chtml.js", "output/chtml/fonts/", "input/tex/extensions
 MATHJAX_ENTRY = "tex-mml-chtml.js"
 
 
-def fetch(url: str, max_bytes: int, timeout: float = 30.0) -> bytes:
-    """The body at ``url``, refused when longer than ``max_bytes``."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        body = response.read(max_bytes + 1)
-    if len(body) > max_bytes:
-        raise OSError(f"{url} is larger than {max_bytes:,d} bytes")
-    return body
-
-
-def unpack(tarball: bytes, keep: tuple[str, ...], prefix: str, out: Path) -> int:
+def unpack(tarball: Path, keep: tuple[str, ...], prefix: str, out: Path) -> int:
     """Write the regular files of ``tarball`` under ``prefix`` whose path (after
     the prefix) starts with one of ``keep`` into ``out``; return their count."""
     count = 0
-    with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as archive:
+    with tarfile.open(tarball, mode="r:gz") as archive:
         for member in archive.getmembers():
             if not member.isfile() or not member.name.startswith(prefix):
                 continue
@@ -64,24 +55,27 @@ def unpack(tarball: bytes, keep: tuple[str, ...], prefix: str, out: Path) -> int
 def mathjax_folder(cache: Path, url: str = MATHJAX_URL,
                    sha512: str = MATHJAX_SHA512) -> Path:
     """The folder holding MathJax's page script (:data:`MATHJAX_ENTRY`) and what
-    it loads, fetched into ``cache`` the first time. Raises ``OSError`` when it
-    cannot be fetched or its checksum differs; nothing is then left in ``cache``.
-    """
+    it loads, fetched into ``cache`` the first time. Raises ``OSError`` (a
+    :class:`srvp.download.DownloadError` for the transfer and its checks) when it
+    cannot be had; nothing is then left in ``cache``."""
     folder = cache / f"mathjax-{MATHJAX_VERSION}"
     if (folder / MATHJAX_ENTRY).is_file():
         return folder
-    body = fetch(url, MATHJAX_MAX_BYTES)
-    digest = base64.b64encode(hashlib.sha512(body).digest()).decode()
-    if digest != sha512:
-        raise OSError(f"{url}: SHA-512 {digest} is not the expected {sha512}")
-    cache.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".mathjax-", dir=cache))
+    staging = Path(tempfile.mkdtemp(prefix=".mathjax-", dir=_made(cache)))
     try:
-        unpack(body, MATHJAX_KEEP, "package/es5/", staging)
-        if not (staging / MATHJAX_ENTRY).is_file():
+        tarball = fetch(url, staging / "mathjax.tgz", max_bytes=MATHJAX_MAX_BYTES,
+                        digest=("sha512", base64.b64decode(sha512).hex()),
+                        progress=False)
+        unpack(tarball, MATHJAX_KEEP, "package/es5/", staging / "es5")
+        if not (staging / "es5" / MATHJAX_ENTRY).is_file():
             raise OSError(f"{url} holds no es5/{MATHJAX_ENTRY}")
-        unpack(body, ("LICENSE",), "package/", staging)
-        staging.rename(folder)
+        unpack(tarball, ("LICENSE",), "package/", staging / "es5")
+        (staging / "es5").rename(folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def _made(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     return folder
