@@ -235,3 +235,22 @@ def describe_run(run_folder, cfg) -> str:
     return (f"trained model: nf={cfg.nf}, batch {cfg.batch_size}, "
             f"{cfg.n_iter:,d} steps planned;\nits log ends at step "
             f"{last['step']:,d}, after {spent} of training")
+
+
+class Interactive:
+    """A widget that says what it is where no kernel runs it.
+
+    Jupyter shows a widget from its live kernel; a saved notebook opened without
+    one (on GitHub, in Colab before running, in a viewer) falls back to the
+    output's plain text, which for a widget is its ``repr``, ``VBox(children=...``.
+    Displayed, this object is the widget with ``fallback`` as that plain text."""
+
+    def __init__(self, widget, fallback: str):
+        self.widget, self.fallback = widget, fallback
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        data = dict(data or {})
+        data["text/plain"] = self.fallback
+        return data

@@ -56,3 +56,18 @@ def test_shipped_run_offline_raises_and_leaves_no_folder(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="put it at .*svg_cpu/config.json"):
         shipped_run(tmp_path / "book", run="svg_cpu")
     assert not (tmp_path / "book").exists()
+
+
+def test_a_widget_without_kernel_shows_its_fallback_text():
+    """A saved notebook opened without a kernel shows the output's plain text:
+    the sentence given, not the widget's repr."""
+    widgets = pytest.importorskip("ipywidgets")
+    from IPython.core.formatters import DisplayFormatter
+
+    from srvp.book import Interactive
+
+    box = widgets.VBox([widgets.IntSlider()])
+    data, _ = DisplayFormatter().format(Interactive(box, "Run the cell to choose."))
+    assert data["text/plain"] == "Run the cell to choose."
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert "VBox" in DisplayFormatter().format(box)[0]["text/plain"]
