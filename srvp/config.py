@@ -16,7 +16,7 @@ import numbers
 import os
 import warnings
 from dataclasses import dataclass, fields
-from typing import Any, Dict
+from typing import Any, Dict, NamedTuple
 
 from .fileio import atomic_write_text
 
@@ -26,20 +26,98 @@ ARCHITECTURES = ("dcgan", "vgg")
 DYNAMICS = ("residual", "direct")
 
 
+#: Upper bound of the Euler steps per frame interval: more would run for hours
+#: per video without changing the prediction (book ch. 6).
+MAX_EULER_STEPS = 1000
+
+
 def check_euler_steps(n_euler_steps: Any, dynamics: str = "residual") -> int:
     """Return ``n_euler_steps``, the Euler steps K per frame interval (the step
-    is dt = 1 / K, book ch. 6), after checking it: an integer of at least 1,
-    and 1 for ``dynamics="direct"``, which has no step to refine. Raises a
-    one-line ``ValueError`` naming the value and the fix."""
+    is dt = 1 / K, book ch. 6), after checking it: an integer from 1 to
+    :data:`MAX_EULER_STEPS`, and 1 for ``dynamics="direct"``, which has no step
+    to refine. Raises a one-line ``ValueError`` naming the value and the fix."""
     k = n_euler_steps
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or \
+            not 1 <= k <= MAX_EULER_STEPS:
         raise ValueError(f"n_euler_steps={k!r}: the Euler steps per frame "
-                         "interval must be an integer K >= 1 (dt = 1/K)")
+                         f"interval must be an integer K from 1 to "
+                         f"{MAX_EULER_STEPS} (dt = 1/K)")
     if dynamics == "direct" and k != 1:
         raise ValueError(f"n_euler_steps={k}: direct dynamics "
                          "(y_t+1 = f(y_t, z_t+1)) have no Euler step to refine; "
                          "use n_euler_steps=1, or dynamics=residual")
     return int(k)
+
+
+class Range(NamedTuple):
+    """The values a number field may take: ``low`` to ``high``, ``low``
+    excluded when ``open_low``; ``what`` the field is, for the message."""
+
+    low: float
+    high: float
+    what: str
+    open_low: bool = False
+
+    def check(self, name: str, value: Any) -> None:
+        """Raise ``ValueError`` naming ``name``, ``value`` and the range when
+        ``value`` is outside it (NaN and infinities always are)."""
+        finite = isinstance(value, numbers.Integral) or math.isfinite(value)
+        inside = finite and value <= self.high and (
+            value > self.low if self.open_low else value >= self.low)
+        if inside:
+            return
+        if isinstance(value, float) or isinstance(self.low, float):
+            rule = (f"a finite number in {'(' if self.open_low else '['}"
+                    f"{self.low:g}, {self.high:g}]")
+        else:
+            rule = f"an integer from {self.low:,} to {self.high:,}"
+        shown = repr(value) if len(repr(value)) < 40 else f"{repr(value)[:12]}..."
+        raise ValueError(f"{name}={shown}: {self.what} must be {rule}")
+
+
+MAX_SEED = 2**63 - 1  # the largest seed of training and test (torch takes it)
+_BIG = 10**9  # steps: a bound that only a mistyped value reaches
+MAX_FRAMES, MAX_BATCH, MAX_WIDTH = 1000, 16384, 4096
+
+#: The range of every number field of :class:`Config`; the upper bounds stop
+#: values that would exhaust memory or run for ever, well above the presets.
+CONFIG_RANGES: Dict[str, Range] = {
+    "seq_len": Range(1, MAX_FRAMES, "the training clip length"),
+    "val_seq_len": Range(1, MAX_FRAMES, "the validation clip length"),
+    "ndigits": Range(1, 10, "the digits per Moving MNIST video"),
+    "max_speed": Range(0, 32, "the largest Moving MNIST speed (pixels per frame)"),
+    "subsampling": Range(1, 1000, "the Human3.6M frame subsampling"),
+    "nf": Range(1, 512, "the filters of the first convolution"),
+    **{k: Range(1, MAX_WIDTH, f"the layer size {k}")
+       for k in ("nhx", "ny", "nz", "nh_inf", "nh_res")},
+    "nt_inf": Range(1, MAX_FRAMES, "the frames that infer y1 and w"),
+    "nlayers_inf": Range(2, 32, "the layers of the inference network"),
+    "nlayers_res": Range(2, 32, "the layers of the residual network"),
+    "res_gain": Range(0.0, 100.0, "the residual network's initial gain", True),
+    "obs_scale": Range(0.0, 1e6, "the observation scale", True),
+    "beta_y": Range(0.0, 1e6, "a loss weight"),
+    "beta_z": Range(0.0, 1e6, "a loss weight"),
+    "l2_res": Range(0.0, 1e6, "a loss weight"),
+    "kl_warmup": Range(0, _BIG, "the KL warm-up (0: off, else steps)"),
+    "batch_size": Range(1, MAX_BATCH, "the training batch size"),
+    "lr": Range(0.0, 10.0, "the learning rate", True),
+    "lr_scheduling_burnin": Range(0, _BIG, "the steps at a constant rate"),
+    "lr_scheduling_n_iter": Range(0, _BIG, "the steps of the linear decay"),
+    "val_interval": Range(1, _BIG, "the steps between validations"),
+    "val_batch_size": Range(1, MAX_BATCH, "the validation batch size"),
+    "val_batches": Range(1, 10**5, "the validation batches"),
+    "val_samples": Range(1, 10**4, "the samples per validation video"),
+    "nt_cond": Range(1, MAX_FRAMES, "the conditioning frames"),
+    "nt_gen": Range(1, MAX_FRAMES, "the test frames"),
+    "n_samples": Range(1, 10**4, "the samples per test video"),
+}
+SVG_RANGES: Dict[str, Range] = {
+    **{k: Range(1, MAX_WIDTH, f"the SVG layer size {k}")
+       for k in ("g_dim", "z_dim", "rnn_size")},
+    **{k: Range(1, 16, f"the SVG {k}") for k in
+       ("predictor_rnn_layers", "prior_rnn_layers", "posterior_rnn_layers")},
+    "beta": Range(0.0, 1e6, "the SVG KL weight", True),
+}
 
 
 def _check_types(cfg) -> None:
@@ -73,9 +151,8 @@ class SVGSettings:
 
     def __post_init__(self):
         _check_types(self)
-        for f in fields(self):
-            if getattr(self, f.name) <= 0:
-                raise ValueError(f"{f.name}={getattr(self, f.name)}: must be positive")
+        for name, allowed in SVG_RANGES.items():
+            allowed.check(name, getattr(self, name))
 
 
 SVG_FIELDS = tuple(f.name for f in fields(SVGSettings))
@@ -159,12 +236,8 @@ class Config:
                              "frames")
         if self.nc not in (1, 3):
             raise ValueError(f"nc={self.nc}: expected 1 (grayscale) or 3 (RGB)")
-        for name in ("nf", "nhx", "ny", "nz", "nt_inf", "nh_inf", "nh_res",
-                     "batch_size", "seq_len", "nt_cond", "nt_gen"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)}: must be at least 1")
-        if self.nlayers_inf < 2 or self.nlayers_res < 2:
-            raise ValueError("nlayers_inf and nlayers_res must be at least 2")
+        for name, allowed in CONFIG_RANGES.items():
+            allowed.check(name, getattr(self, name))
         if self.nt_inf > self.nt_cond:
             raise ValueError(f"nt_inf={self.nt_inf} exceeds nt_cond={self.nt_cond}: "
                              "y1 and w are inferred from the conditioning frames")
@@ -172,18 +245,9 @@ class Config:
             raise ValueError(f"nt_inf={self.nt_inf} exceeds seq_len={self.seq_len}")
         if self.nt_gen <= self.nt_cond:
             raise ValueError(f"nt_gen={self.nt_gen} must exceed nt_cond={self.nt_cond}")
-        if self.kl_warmup < 0:
-            raise ValueError(f"kl_warmup={self.kl_warmup}: must be 0 (off) or a "
-                             "number of steps")
-        if not 0 < self.obs_scale < math.inf:
-            raise ValueError(f"obs_scale={self.obs_scale}: must be positive")
-        for name in ("beta_y", "beta_z", "l2_res"):
-            if not 0 <= getattr(self, name) < math.inf:
-                raise ValueError(f"{name}={getattr(self, name)}: a loss weight must "
-                                 "be 0 or more, and finite")
-        if not 0 < self.lr < math.inf:
-            raise ValueError(f"lr={self.lr}: the learning rate must be positive and "
-                             "finite (the preset's is a good start)")
+        if self.n_iter < 1:
+            raise ValueError("lr_scheduling_burnin=0 and lr_scheduling_n_iter=0: the "
+                             "schedule needs at least one step")
 
     # ------------------------------------------------------------- conversion
     @property

@@ -11,14 +11,15 @@ repeated.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Dict, Iterable, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .config import check_euler_steps
+from .config import MAX_SEED, check_euler_steps
 from .metrics.pixel import psnr, ssim
 from .precision import AMP_MODES, autocast
 
@@ -63,6 +64,10 @@ class Protocol:
                                  "integer of at least 1")
         if self.n_euler_steps is not None:
             check_euler_steps(self.n_euler_steps)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or \
+                not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed={self.seed!r}: the test seed must be an integer "
+                             f"from 0 to {MAX_SEED} (2**63 - 1)")
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp={self.amp!r}: choose {', '.join(AMP_MODES)}")
 
@@ -90,7 +95,11 @@ class EvalResult:
     model: Optional[Dict] = None
 
     def report(self) -> Dict:
-        """The JSON report: everything but the sample arrays, lists for arrays."""
+        """The JSON report: everything but the sample arrays, lists for arrays.
+
+        Valid JSON: a non-finite score (an infinite PSNR, a NaN) is written as
+        null, and ``non_finite`` then maps its place (``metrics/psnr/mean``) to
+        what it was (``"inf"``, ``"nan"``; counts for a list)."""
         out = {"protocol": self._protocol(), "reference": self.reference,
                "metrics": {n: {k: (v.tolist() if isinstance(v, np.ndarray) else v)
                                for k, v in m.items()}
@@ -98,7 +107,16 @@ class EvalResult:
         for key in ("model", "fvd"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        flags: Dict[str, object] = {}
+        out = _finite_json(out, "", flags)
+        if flags:
+            out["non_finite"] = flags
         return out
+
+    def nan_scores(self) -> List[str]:
+        """The model's metrics whose mean is NaN (its weights or predictions
+        held NaN); an infinite PSNR is no error (the protocol)."""
+        return [n for n, m in self.metrics.items() if math.isnan(m["mean"])]
 
     def _protocol(self) -> Dict:
         out = {**asdict(self.protocol), "lpips": "lpips" in self.metrics}
@@ -120,6 +138,40 @@ class EvalResult:
         except KeyError:
             return False
         return True
+
+
+def _kind(x: float) -> str:
+    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+
+
+def _finite_json(value, where: str, flags: Dict[str, object]):
+    """``value`` with each non-finite float replaced by None, and its place
+    recorded in ``flags`` (for a list, the counts of each kind)."""
+    if isinstance(value, dict):
+        return {k: _finite_json(v, f"{where}/{k}" if where else k, flags)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        counts: Counter = Counter()
+        items = _finite_list(value, counts)
+        if counts:
+            flags[where] = dict(counts)
+        return items
+    if isinstance(value, float) and not math.isfinite(value):
+        flags[where] = _kind(value)
+        return None
+    return value
+
+
+def _finite_list(items, counts: Counter) -> list:
+    out = []
+    for v in items:
+        if isinstance(v, (list, tuple)):
+            v = _finite_list(v, counts)
+        elif isinstance(v, float) and not math.isfinite(v):
+            counts[_kind(v)] += 1
+            v = None
+        out.append(v)
+    return out
 
 
 class _Tracker:
@@ -285,7 +337,9 @@ def summarize(values: np.ndarray) -> Dict[str, float]:
         return {"mean": float(values.mean()), "ci95": _ci95(values), "n": n}
     with np.errstate(invalid="ignore"):
         out = {"mean": float(values.mean()), "ci95": float("nan"), "n": n,
-               "n_infinite": int(n - len(finite))}
+               "n_infinite": int(np.isinf(values).sum())}
+    if np.isnan(values).any():  # not a score: the model's output held NaN
+        out["n_nan"] = int(np.isnan(values).sum())
     if len(finite):
         out["finite_mean"] = float(finite.mean())
         out["finite_ci95"] = _ci95(finite)
@@ -295,6 +349,11 @@ def summarize(values: np.ndarray) -> Dict[str, float]:
 def _ci95(values: np.ndarray) -> float:
     """Half-width of the 95% interval of the mean: 1.96 std / sqrt(n)."""
     return float(1.96 * values.std() / math.sqrt(len(values)))
+
+
+def _number(value) -> float:
+    """A score of a report read back: null (a non-finite one) shows as nan."""
+    return math.nan if value is None else value
 
 
 def format_table(results) -> str:
@@ -308,7 +367,8 @@ def format_table(results) -> str:
     notes = []
     for label, m in rows:
         lines.append(f"{label:24s}" + "".join(
-            f"{m[n]['mean']:>12.4f} ± {m[n]['ci95']:<5.3f}" for n in names))
+            f"{_number(m[n]['mean']):>12.4f} ± {_number(m[n]['ci95']):<5.3f}"
+            for n in names))
         notes += [f"{label}, {n.upper()}: {m[n]['n_infinite']} of {m[n]['n']} videos "
                   "have a frame identical to the truth (infinite PSNR, as in the "
                   "official code); over the others: "

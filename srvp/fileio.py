@@ -22,6 +22,8 @@ def folder_problem(folder: str | os.PathLike) -> Optional[str]:
     folder this process can write in. The message names no option: each
     command adds its own.
     """
+    if not str(folder).strip():
+        return ("'' is an empty path: name a folder (. for the current one)")
     folder = Path(folder).expanduser()
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not existing.is_dir():
@@ -33,6 +35,10 @@ def folder_problem(folder: str | os.PathLike) -> Optional[str]:
     return None
 
 
+#: The errors of a full disk: no space left, or the user's quota reached.
+FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
 class DiskFullError(OSError):
     """A write failed for want of space; the message names the file."""
 
@@ -40,17 +46,36 @@ class DiskFullError(OSError):
         return self.strerror
 
 
+def full_disk_cause(err: BaseException) -> Optional[OSError]:
+    """The ``OSError`` of a full disk (ENOSPC, EDQUOT) that ``err`` is or was
+    raised from (its ``__cause__`` or ``__context__``), or None. A full disk
+    under ``torch.save`` surfaces as a ``RuntimeError`` raised while handling
+    the ``OSError``."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in FULL_DISK_ERRNOS:
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
 @contextlib.contextmanager
 def reporting_full_disk(target: str | os.PathLike) -> Iterator[None]:
-    """Turn an ``OSError`` ENOSPC raised in the block into a :class:`DiskFullError`
-    saying "no space left on device while writing ``target``"."""
+    """Turn a full disk met in the block (an ``OSError`` ENOSPC or EDQUOT, or an
+    error raised from one) into a :class:`DiskFullError` saying "no space left
+    on device while writing ``target``"."""
     try:
         yield
-    except OSError as err:
-        if err.errno != errno.ENOSPC or isinstance(err, DiskFullError):
+    except DiskFullError:
+        raise
+    except Exception as err:
+        cause = full_disk_cause(err)
+        if cause is None:
             raise
-        raise DiskFullError(errno.ENOSPC, "no space left on device while writing "
-                                          f"{target}") from err
+        why = ("disk quota exceeded" if cause.errno == errno.EDQUOT
+               else "no space left on device")
+        raise DiskFullError(cause.errno, f"{why} while writing {target}") from err
 
 
 @contextlib.contextmanager

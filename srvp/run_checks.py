@@ -47,6 +47,7 @@ def check_folder(out: Path, cfg: Config, options: Dict[str, Any], resume: bool,
     ``seed`` and ``amp``.
     """
     _check_free(out)
+    out = Path(out)
     trained = [n for n in (rf.CHECKPOINT, rf.WEIGHTS, rf.BEST_WEIGHTS)
                if (out / n).exists()]
     if not resume:
@@ -66,15 +67,25 @@ def check_folder(out: Path, cfg: Config, options: Dict[str, Any], resume: bool,
                              "cannot be resumed; train into a new --out")
     ckpt = rf.read_checkpoint(out, "cpu")
     changes = check_config(out, cfg, allow, ckpt.get("config"))
+    if ckpt["step"] > cfg.n_iter:
+        raise RunFolderError(f"--resume: {out / rf.CHECKPOINT} is at step "
+                             f"{ckpt['step']:,}, past the schedule's "
+                             f"{cfg.n_iter:,} steps: the file is damaged or from "
+                             "another run")
+    try:
+        rf.check_log(out)
+    except ValueError as err:
+        raise RunFolderError(f"--resume: {err}") from None
     recorded = ckpt.get("options", {})
     return ckpt, changes + _check_options(out, recorded, options, allow)
 
 
-def _check_free(out: Path) -> None:
+def _check_free(out) -> None:
     """A folder (or a path that can become one) that no trainer holds."""
     problem = folder_problem(out)
     if problem is not None:
         raise RunFolderError(f"--out {problem}")
+    out = Path(out)
     holder = FolderLock(out / rf.LOCK).holder()
     if holder is not None:
         raise RunFolderError(f"{out} is in use by another trainer (pid "
@@ -114,21 +125,27 @@ def _check_options(out: Path, recorded: Dict[str, Any], given: Dict[str, Any],
 
 
 def check_config(out: Path, cfg: Config, allow: Collection[str],
-                 fallback: Optional[dict] = None) -> List[dict]:
-    """Compare ``cfg`` with the run's (``config.json``, else the checkpoint's
-    ``fallback``): only fields in ``allow`` may differ. Returns the changes."""
+                 trained: Optional[dict] = None) -> List[dict]:
+    """Compare ``cfg`` with the run's: the checkpoint's own config
+    (``trained``), which ``config.json`` must match, else ``config.json``.
+    Only fields in ``allow`` may differ. Returns the changes (``field``,
+    ``old``, ``new``)."""
     path = out / rf.CONFIG
-    try:
-        saved = (Config.load(path) if path.exists() else
-                 Config.from_dict(fallback) if fallback else None)
-    except ValueError as err:
-        raise RunFolderError(f"--resume: {path} is not a readable config "
-                             f"({err})") from None
+    saved = _read_config(path, Config.load, path) if path.exists() else None
+    if trained is not None:
+        kept = _read_config(trained, Config.from_dict, out / rf.CHECKPOINT)
+        edited = _not_allowed(_diff(kept, saved) if saved else {}, allow)
+        if edited:
+            raise RunFolderError(
+                f"--resume: {path} differs from the config that "
+                f"{out / rf.CHECKPOINT} was trained with (checkpoint, "
+                f"config.json): {edited}; the file was changed after the run "
+                "stopped: put the checkpoint's values back")
+        saved = kept
     if saved is None:
         return []
-    given = cfg.to_dict()
-    diff = {k: (v, given[k]) for k, v in saved.to_dict().items() if given[k] != v}
-    bad = {k: v for k, v in diff.items() if k not in allow}
+    diff = _diff(saved, cfg)
+    bad = _not_allowed(diff, allow)
     if bad:
         hint = ("; to resume with another learning rate add --allow-change lr"
                 if "lr" in bad else "")
@@ -137,13 +154,32 @@ def check_config(out: Path, cfg: Config, allow: Collection[str],
     return [{"field": k, "old": old, "new": new} for k, (old, new) in diff.items()]
 
 
+def _read_config(source, read, where: Path) -> Config:
+    try:
+        return read(source)
+    except (TypeError, ValueError, AttributeError) as err:
+        raise RunFolderError(f"--resume: {where} holds no readable config "
+                             f"({err})") from None
+
+
+def _diff(old: Config, new: Config) -> Dict[str, Tuple[Any, Any]]:
+    """``{field: (old value, new value)}`` where the configs differ."""
+    given = new.to_dict()
+    return {k: (v, given[k]) for k, v in old.to_dict().items() if given[k] != v}
+
+
+def _not_allowed(diff: Dict[str, Tuple[Any, Any]], allow: Collection[str]
+                 ) -> Dict[str, Tuple[Any, Any]]:
+    return {k: v for k, v in diff.items() if k not in allow}
+
+
 @contextlib.contextmanager
 def holding_folder(out: Path, seen, step: int, note: Note) -> Iterator[None]:
     """Hold the folder's lock, and prepare the folder: check that nobody wrote
     a checkpoint since ``seen`` (:func:`checkpoint_id` when the run was
     checked), remove a killed writer's temporaries, and drop the log records
     after ``step``."""
-    lock = FolderLock(out / rf.LOCK)
+    lock, made = FolderLock(out / rf.LOCK), not out.exists()
     try:
         lock.acquire()
     except FolderLockedError as err:
@@ -156,10 +192,15 @@ def holding_folder(out: Path, seen, step: int, note: Note) -> Iterator[None]:
         if removed:
             note(f"removed {len(removed)} temporary file(s) of a stopped run from "
                  f"{out}: {', '.join(removed)}")
-        rf.drop_log_after(out, step)
+        try:
+            rf.drop_log_after(out, step)
+        except ValueError as err:
+            raise RunFolderError(str(err)) from None
         yield
     finally:
         lock.release()
+        if made and not any(out.iterdir()):  # stopped before its first write
+            out.rmdir()
 
 
 def record_launch(out: Path, launch: Optional[dict], options: Dict[str, Any],
@@ -169,7 +210,10 @@ def record_launch(out: Path, launch: Optional[dict], options: Dict[str, Any],
     ``options``, what they resolved to (``used``) and the history of changes
     allowed on resume (step, field, old, new), kept across resumes."""
     info = rf.read_run_info(out) if resume else {}
-    history = info.get("history", []) + [{"step": step, **c} for c in changes]
+    history = info.get("history", [])
+    # once per change: a run killed before its next checkpoint records it again
+    history += [h for h in ({"step": step, **c} for c in changes)
+                if h not in history]
     if launch is None and not info and not history:
         return
     rf.write_run_info(out, {**info, **(launch or {}), "options": options,

@@ -27,7 +27,7 @@ import shutil
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -152,6 +152,7 @@ def read_checkpoint(folder: PathLike, map_location: Any = "cpu") -> Dict[str, An
     if not isinstance(ckpt, dict) or not {"model", "step", "rng"} <= set(ckpt):
         raise ValueError(f"{path} is not a checkpoint of this package (it lacks "
                          "model, step or rng)")
+    _check_checkpoint_fields(path, ckpt)
     rng = ckpt["rng"]
     try:
         py, npy = rng["python"], rng["numpy"]
@@ -164,6 +165,24 @@ def read_checkpoint(folder: PathLike, map_location: Any = "cpu") -> Dict[str, An
         raise ValueError(f"{path} holds RNG states this package did not write "
                          f"({type(err).__name__}: {err}): start a new run") from None
     return {**ckpt, "rng": rng}
+
+
+def _check_checkpoint_fields(path: Path, ckpt: Dict[str, Any]) -> None:
+    """The checkpoint's numbers and groups have the types this package writes
+    (a hand-made or damaged file is reported here, before it is used)."""
+    step = ckpt["step"]
+    problem = None
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        problem = f"step={step!r}, not a step number (an integer of 0 or more)"
+    elif not isinstance(ckpt.get("best_psnr", 0.0), (int, float)):
+        problem = f"best_psnr={ckpt['best_psnr']!r}, not a number"
+    else:
+        for key in ("model", "optimizer", "config", "options"):
+            if key in ckpt and not isinstance(ckpt[key], dict):
+                problem = f"{key} is a {type(ckpt[key]).__name__}, not a dict"
+    if problem is not None:
+        raise ValueError(f"{path} is damaged or not written by this package: its "
+                         f"{problem}; start a new run in another --out")
 
 
 def load_official(xp_dir: PathLike, checkpoint: str = WEIGHTS,
@@ -188,8 +207,14 @@ def load_official(xp_dir: PathLike, checkpoint: str = WEIGHTS,
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path} not found: an experiment folder holds "
                                 "config.json and model.pt")
-    with open(cfg_path) as f:
-        cfg = Config.from_official(json.load(f))
+    try:
+        official = json.loads(cfg_path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{cfg_path} is not JSON ({err})") from None
+    if not isinstance(official, dict):
+        raise ValueError(f"{cfg_path} holds a {type(official).__name__}, not the "
+                         "JSON object of a config")
+    cfg = Config.from_official(official)
     model = build_model(cfg)
     sd = read_state_dict(xp_dir / checkpoint, map_location)
     try:
@@ -231,17 +256,17 @@ def read_log(path: PathLike) -> Dict[str, List[dict]]:
     return out
 
 
-def drop_log_after(folder: PathLike, step: int) -> None:
-    """Forget log records past ``step``: a resumed run writes them again.
-
-    A truncated last line (a kill or a full disk during its write) is dropped
-    with a warning naming the file; a damaged line before it raises.
-    """
+def check_log(folder: PathLike) -> List[Tuple[str, Optional[int]]]:
+    """The lines of the run's ``log.jsonl`` and the step of each (None for a
+    truncated last line, which a kill or a full disk can leave); empty when
+    there is no log. A damaged line before the last, or a record without an
+    integer ``step``, raises ``ValueError`` naming the line: the log is
+    reported, never emptied."""
     path = Path(folder) / LOG
     if not path.exists():
-        return
+        return []
     lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    kept = []
+    out: List[Tuple[str, Optional[int]]] = []
     for i, line in enumerate(lines):
         try:
             rec = json.loads(line)
@@ -249,12 +274,31 @@ def drop_log_after(folder: PathLike, step: int) -> None:
             if i < len(lines) - 1:
                 raise ValueError(f"{path}, line {i + 1}, is not a JSON record: "
                                  "repair or delete that line, then resume") from None
-            warnings.warn(f"{path}: dropped its truncated last line (the run "
-                          "stopped while writing it)", stacklevel=2)
+            out.append((line, None))
             continue
-        if rec.get("step", 0) <= step:
-            kept.append(line)
-    atomic_write_text(path, "".join(ln + "\n" for ln in kept))
+        step = rec.get("step") if isinstance(rec, dict) else None
+        if isinstance(step, bool) or not isinstance(step, int):
+            raise ValueError(f"{path}, line {i + 1}, is no record of a step "
+                             f"(step={step!r}): repair or delete that line, then "
+                             "resume")
+        out.append((line, step))
+    return out
+
+
+def drop_log_after(folder: PathLike, step: int) -> None:
+    """Forget log records past ``step``: a resumed run writes them again.
+
+    A truncated last line is dropped with a warning naming the file; a damaged
+    line raises (:func:`check_log`); nothing is rewritten when nothing goes.
+    """
+    path = Path(folder) / LOG
+    records = check_log(folder)
+    if records and records[-1][1] is None:
+        warnings.warn(f"{path}: dropped its truncated last line (the run "
+                      "stopped while writing it)", stacklevel=2)
+    kept = [line for line, s in records if s is not None and s <= step]
+    if len(kept) < len(records):
+        atomic_write_text(path, "".join(ln + "\n" for ln in kept))
 
 
 def write_run_info(folder: PathLike, info: Dict[str, Any]) -> None:
@@ -291,7 +335,8 @@ def save_results(result, path: PathLike) -> None:
     with atomic_file(samples_path(path)) as npz, atomic_file(path) as report:
         with open(npz, "wb") as f:
             np.savez_compressed(f, **result.samples)
-        report.write_text(json.dumps(result.report(), indent=1) + "\n")
+        report.write_text(json.dumps(result.report(), indent=1, allow_nan=False)
+                          + "\n")
 
 
 def read_results(path: PathLike) -> Dict[str, Any]:

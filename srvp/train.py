@@ -8,6 +8,8 @@ signal, kill -9, a full disk), a folder that ``resume=True`` continues.
 from __future__ import annotations
 
 import contextlib
+import copy
+import itertools
 import math
 import os
 import random
@@ -24,7 +26,7 @@ from tqdm.auto import tqdm
 
 from . import run_checks as rc
 from . import run_folder as rf
-from .config import Config
+from .config import MAX_SEED, Config
 from .data.batches import StepBatches
 from .data.registry import training_sources, validation_batches
 from .devices import device_for, resolve_memory_format, resolve_workers
@@ -105,15 +107,12 @@ def check_options(cfg: Config, opts: Options, world: int = 1) -> torch.device:
     if opts.workers is not None and opts.workers < 0:
         raise ValueError(f"workers={opts.workers} (--workers): must be 0 (batches "
                          "made in the training process) or more")
-    if opts.seed < 0:
-        raise ValueError(f"seed={opts.seed} (--seed): must be 0 or more")
+    if not 0 <= opts.seed <= MAX_SEED:
+        raise ValueError(f"seed={opts.seed} (--seed): must be an integer from 0 to "
+                         f"{MAX_SEED} (2**63 - 1)")
     if opts.time_limit is not None and not opts.time_limit > 0:
         raise ValueError(f"time_limit={opts.time_limit} (--time-limit): must be a "
                          "positive number of seconds")
-    for name in ("val_interval", "val_batches", "val_batch_size", "val_samples"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"{name}={getattr(cfg, name)}: must be at least 1 "
-                             f"(--set {name}=N)")
     if cfg.nt_cond >= cfg.val_seq_len:
         raise ValueError(f"nt_cond={cfg.nt_cond} leaves no frame to predict in the "
                          f"validation clips of val_seq_len={cfg.val_seq_len} frames: "
@@ -122,9 +121,30 @@ def check_options(cfg: Config, opts: Options, world: int = 1) -> torch.device:
     if world > 1 and cfg.batch_size % world:
         raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the "
                          f"{world} processes")
+    _check_memory(cfg)
     device = device_for(opts.device, opts.amp)
     resolve_memory_format(opts.memory_format, device, opts.amp)
     return device
+
+
+def _check_memory(cfg: Config) -> None:
+    """Refuse a batch or validation set (float32 frames, held in memory) that
+    alone would take more than half of this machine's memory."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        return
+    frame = 4 * cfg.nc * cfg.nx * cfg.nx
+    for what, n, fields in (
+            ("a training batch", cfg.batch_size * cfg.seq_len,
+             "batch_size x seq_len"),
+            ("the validation set", cfg.val_batches * cfg.val_batch_size
+             * cfg.val_seq_len, "val_batches x val_batch_size x val_seq_len")):
+        if n * frame > memory / 2:
+            raise ValueError(f"{what} ({fields} = {n:,} frames, "
+                             f"{n * frame / 2**30:.1f} GiB) would take more than "
+                             f"half of this machine's {memory / 2**30:.1f} GiB of "
+                             "memory: lower them with --set")
 
 
 def _dist_info():
@@ -166,7 +186,7 @@ class Trainer:
         if unknown:
             raise ValueError(f"allow_changes {unknown} (--allow-change): only "
                              f"{', '.join(CHANGEABLE)} may change on resume")
-        ckpt, self.changes = rc.check_folder(self.out, cfg, asdict(opts), resume,
+        ckpt, self.changes = rc.check_folder(out, cfg, asdict(opts), resume,
                                              set(allow_changes), self._note)
         self._seen = rc.checkpoint_id(self.out)  # fit() checks nobody wrote since
         self.train_source, self.val_source = training_sources(cfg, data_dir)
@@ -226,23 +246,33 @@ class Trainer:
                     if torch.cuda.is_available() else []},
         }
 
-    def save_checkpoint(self) -> None:
-        """Write the resumable state and the latest weights, atomically, after
-        checking they are finite (else :class:`TrainingDiverged`)."""
-        self._check_finite()
+    def save_checkpoint(self, state: Optional[dict] = None) -> None:
+        """Write the resumable state (``state``: an earlier :meth:`state`, else
+        the current one) and its weights, atomically, after checking the
+        current ones are finite (else :class:`TrainingDiverged`)."""
+        if state is None:
+            self._check_finite()
         if self.rank != 0:
             return
+        state = self.state() if state is None else state
         self.out.mkdir(parents=True, exist_ok=True)
         self.cfg.save(self.out / rf.CONFIG)
-        rf.write_checkpoint(self.out, self.state())
-        rf.write_weights(self.out, self.model.state_dict())
-        self._saved_step, self._seen = self.step, rc.checkpoint_id(self.out)
+        rf.write_checkpoint(self.out, state)
+        rf.write_weights(self.out, state["model"])
+        self._saved_step, self._seen = state["step"], rc.checkpoint_id(self.out)
 
     def _restore(self, ckpt: dict) -> None:
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        if ckpt["scaler"]:  # empty when saved without fp16 (--allow-change amp)
-            self.scaler.load_state_dict(ckpt["scaler"])
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            if ckpt.get("scaler"):  # empty when saved without fp16 (amp changed)
+                self.scaler.load_state_dict(ckpt["scaler"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            first = " ".join(str(err).split())[:200]
+            raise rc.RunFolderError(
+                f"--resume: {self.out / rf.CHECKPOINT} does not fit its config "
+                f"({type(err).__name__}: {first}): the file is damaged or from "
+                "another run; train into a new --out") from None
         self.step, self.best_psnr = ckpt["step"], ckpt["best_psnr"]
         self.elapsed, self._saved_step = ckpt.get("elapsed", 0.0), ckpt["step"]
         rng = ckpt["rng"]
@@ -335,26 +365,44 @@ class Trainer:
     def fit(self) -> int:
         """Train until the schedule ends, a limit is reached or a signal arrives.
 
-        Returns 0 when the schedule is complete, 1 when stopped early (resumable).
+        Nothing is written before the data gave its first batch and, for a new
+        run, the first step ran: then ``config.json``, ``run.json`` and the
+        checkpoint of step 0 (the state before that step). Returns 0 when the
+        schedule is complete, 1 when stopped early (resumable).
         """
         held = (rc.holding_folder(self.out, self._seen, self.step, self._note)
                 if self.rank == 0 else contextlib.nullcontext())
         with _catch_signals(self), held:
-            if self.rank == 0:
-                self._record_launch()
             return self._fit()
 
+    def _begin(self, start: Optional[dict]) -> None:
+        """The run folder's first writes: the launch, and for a new run the
+        checkpoint of step 0 (``start``)."""
+        if self.rank == 0:
+            self._record_launch(self.step if start is None else start["step"])
+        if start is not None:
+            self.save_checkpoint(start)
+
     def _fit(self) -> int:
-        if self.step == 0:
-            self.save_checkpoint()  # the run folder exists from the first step on
         val = validation_batches(self.val_source, self.cfg, self.opts.seed)
+        steps = iter(self._loader())
+        first = next(steps, None)  # the data works before anything is written
+        start = None
+        if self.step == 0:
+            self._check_finite()
+            start = copy.deepcopy(self.state())  # the state before step 1
+        else:
+            self._begin(None)
         bar = tqdm(total=self.cfg.n_iter, initial=self.step, disable=not (
             self.opts.progress and self.rank == 0), dynamic_ncols=True)
-        start, t_log, n_log = time.time() - self.elapsed, time.time(), 0
-        if self._stop_signal is None:
-            for x in self._loader():
+        start_time, t_log, n_log = time.time() - self.elapsed, time.time(), 0
+        if self._stop_signal is None and first is not None:
+            for x in itertools.chain([first], steps):
                 terms = self.train_step(x)
-                self.elapsed, n_log = time.time() - start, n_log + 1
+                if start is not None:  # the first step ran: the run begins
+                    self._begin(start)
+                    start = None
+                self.elapsed, n_log = time.time() - start_time, n_log + 1
                 bar.update()
                 if self.step % self.opts.log_interval == 0 or self.step == 1:
                     rec = {k: round(v.item(), 4) for k, v in terms._asdict().items()}
@@ -375,10 +423,12 @@ class Trainer:
                 if self._should_stop():
                     break
         bar.close()
+        if start is not None:  # stopped before its first step: nothing to keep
+            return 1
         self.save_checkpoint()
         return 0 if self.step >= self.cfg.n_iter else 1
 
-    def _record_launch(self) -> None:
+    def _record_launch(self, step: int) -> None:
         """``config.json`` and ``run.json``: the launch, the options, what they
         resolved to, and the changes allowed on resume."""
         self.cfg.save(self.out / rf.CONFIG)
@@ -387,7 +437,7 @@ class Trainer:
         used = {"device": str(self.device), "memory_format": layout,
                 "workers": self.workers}
         rc.record_launch(self.out, self.run_info, asdict(self.opts), used,
-                         self.changes, self.step, self.resume)
+                         self.changes, step, self.resume)
 
     def _validate_and_keep_best(self, val) -> None:
         self._check_finite()

@@ -40,7 +40,7 @@ def test_svg_settings_are_grouped_apart():
     assert small.svg == SVGSettings(g_dim=64, beta=1e-3)
     assert parse_overrides(["rnn_size=32"]) == {"rnn_size": 32}
     assert cfg.replace(**parse_overrides(["rnn_size=32"])).svg.rnn_size == 32
-    with pytest.raises(ValueError, match="z_dim=0: must be positive"):
+    with pytest.raises(ValueError, match="z_dim=0: the SVG layer size z_dim must"):
         cfg.replace(z_dim=0)
     with pytest.raises(TypeError, match="g_dim"):
         cfg.replace(g_dim="big")

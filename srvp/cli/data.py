@@ -23,12 +23,16 @@ from ..data import bair, registry, steps
 from ..data.mnist_idx import command_line_hint as mnist_hint
 from ..data.steps import Step
 from ..fileio import folder_problem
+from .common import STOPPED, resource_error
 
 __all__ = ["main", "mnist_hint", "register", "run_step"]
 
 _DATA_HELP = ("Prepare datasets: Moving MNIST test sets and MNIST digits; KTH, "
               "Human3.6M and BAIR downloads, conversions and test sets; the "
               "released model weights.")
+_DATA_EXITS = ("Exit codes: 0 done; 1 failed (a download, missing files); 2 a wrong "
+               "option (nothing written), or too little memory; 4 a full disk (no "
+               "space, or the quota reached).")
 
 _WEIGHTS_DESC = f"""\
 Download the model released with the paper for DATASET into OUT, as the
@@ -119,7 +123,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     argparse.ArgumentParser
         The ``data`` parser.
     """
-    data = subparsers.add_parser("data", help=_DATA_HELP, description=_DATA_HELP)
+    data = subparsers.add_parser("data", help=_DATA_HELP,
+                                 description=f"{_DATA_HELP} {_DATA_EXITS}")
     commands = data.add_subparsers(dest="data_command", metavar="COMMAND",
                                    title="commands", required=True)
     for step in (*registry.data_steps(), OFFICIAL_WEIGHTS):
@@ -144,7 +149,9 @@ def run_step(step: Step, args: argparse.Namespace) -> int:
     Bad options are refused first (one ``error:`` line, exit status 2, nothing
     written); then ``step.run`` works, with progress bars unless
     ``--no-progress``; an error of ``step.errors`` is one ``error:`` line and
-    exit status 1; else the ``step.report`` lines are printed (exit status 0).
+    exit status 1, a full disk exit status 4 and too little memory 2 (the
+    codes of :mod:`srvp.cli.common`); else the ``step.report`` lines are
+    printed (exit status 0).
     """
     error = _input_error(step, args)
     if error is not None:
@@ -155,9 +162,13 @@ def run_step(step: Step, args: argparse.Namespace) -> int:
     try:
         result = step.run(args)
         lines = list(step.report(result, args, time.perf_counter() - start))
-    except step.errors as err:
-        print(f"error: {err}{step.hint(err)}", file=sys.stderr)
-        return 1
+    except Exception as err:
+        found = resource_error(err, "ask for less (fewer or shorter videos)")
+        if found is None and not isinstance(err, step.errors):
+            raise
+        code, message = found or (STOPPED, f"{err}{step.hint(err)}")
+        print(f"error: {message}", file=sys.stderr)
+        return code
     for line in lines:
         print(line)
     return 0

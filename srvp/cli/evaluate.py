@@ -4,14 +4,23 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import json
+import os
 import sys
 import tempfile
+import time
 from functools import lru_cache
 from pathlib import Path
+from typing import Optional, Tuple
 
 import torch
 
+from ..config import MAX_SEED, check_euler_steps
+from ..fileio import DiskFullError, atomic_write_text, full_disk_cause
 from ..precision import AMP_MODES
+from .common import DISK_FULL, DONE, NON_FINITE, USAGE, resource_error
+
+_PROBE_BYTES = 1 << 16  # the write probe: 64 KiB, written and synced
 
 _EPILOG = """examples:
   python -m srvp evaluate runs/cpu --data-dir MNIST_DIR --n-videos 1000
@@ -24,8 +33,18 @@ set is rebuilt in memory; default: $SRVP_MNIST_DIR. Required for the others:
 KTH, the folder holding svg_test_set_40.npz (`python -m srvp data kth-testset`);
 Human3.6M, the folder holding test_set_53_8 (`human-testset`); BAIR, the folder
 holding processed/test (`bair-convert`). The data is read before LPIPS is
-loaded; every option is checked (and --out tried) before the evaluation starts:
-a bad value stops with exit status 2 and writes nothing.
+loaded; every option is checked, every file loaded (the model, whose weights
+must be finite, LPIPS and I3D weights) and --out tried (a small write) before
+the evaluation starts: a bad value stops with exit status 2 and writes nothing.
+If the results cannot be written at the end (a full disk), they go next to the
+run, else into the temporary folder, and the error line says where.
+
+exit codes: 0 done; 2 a wrong option or file (nothing written), or too little
+memory; 3 the model's scores are NaN (written as null, listed under
+"non_finite" in the JSON; an infinite PSNR, a frame equal to the truth, is
+written as null too, and is no error); 4 the results could not be written
+where asked (a full disk: they are elsewhere, named); any other error shows
+its traceback (a bug: please report it).
 
 LPIPS needs torchvision's AlexNet weights (alexnet-owt-7be5be79.pth): pass
 --lpips-weights, put the file under $TORCH_HOME/hub/checkpoints, or use
@@ -61,56 +80,158 @@ def _glibc_trim():
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..devices import device_for
-    from ..evaluate import Protocol, evaluate, format_table
-    from ..run_folder import RESULTS, load_official, save_results
-    from .data import mnist_hint
+    from ..evaluate import evaluate, format_table
 
-    out = Path(args.out) if args.out else Path(args.run) / RESULTS
     try:  # every check before the evaluation: a bad value writes nothing
-        _check_args(args)
-        device = device_for(args.device, args.amp)
-        _check_writable(out)
-        if out.exists() and not args.overwrite:
-            raise ValueError(f"{out} already holds an evaluation: pass --overwrite to "
-                             "replace it, or --out to write another file")
-        model, cfg = load_official(args.run, checkpoint=args.checkpoint)
-        nt_cond = cfg.nt_cond if args.nt_cond is None else args.nt_cond
-        nt_gen = cfg.nt_gen if args.nt_gen is None else args.nt_gen
-        if nt_cond >= nt_gen:
-            raise ValueError(f"--nt-cond {nt_cond} leaves nothing to predict: it "
-                             f"must be less than --nt-gen ({nt_gen}"
-                             f"{'' if args.nt_gen else ', from config.json'})")
-        protocol = Protocol(
-            nt_cond, nt_gen - nt_cond,
-            cfg.n_samples if args.n_samples is None else args.n_samples,
-            n_euler_steps=args.n_euler_steps,
-            seed=args.seed, amp=args.amp)
-        batches = _test_batches(cfg, args, nt_gen)  # the data before LPIPS
-        lpips_model = None if args.no_lpips else _lpips(args)
+        out, model, cfg, device, protocol, batches, lpips_model, i3d = _prepare(args)
     except (FileNotFoundError, ValueError, ImportError) as err:
-        print(f"error: {err}{mnist_hint(err)}", file=sys.stderr)
-        return 2
-    model.to(device)
-    if lpips_model is not None:
-        lpips_model.to(device)
-    keep = None if args.i3d_weights or args.keep_samples < 0 else args.keep_samples
-    res = evaluate(model, batches, protocol, lpips_model=lpips_model,
-                   keep_samples=keep,
-                   after_batch=release_free_memory if args.release_memory else None)
-    if args.i3d_weights:
-        from ..evaluate import add_fvd
-        from ..metrics.i3d import load_i3d
+        from .data import mnist_hint
 
-        add_fvd(res, load_i3d(args.i3d_weights, device=device))
+        print(f"error: {err}{mnist_hint(err)}", file=sys.stderr)
+        return USAGE
+    except Exception as err:
+        return _resource_failure(err, "lower --batch-size")
+    keep = None if args.i3d_weights or args.keep_samples < 0 else args.keep_samples
+    try:
+        res = evaluate(model, batches, protocol, lpips_model=lpips_model,
+                       keep_samples=keep, after_batch=release_free_memory
+                       if args.release_memory else None)
+        if i3d is not None:
+            from ..evaluate import add_fvd
+
+            add_fvd(res, i3d)
+    except Exception as err:
+        return _resource_failure(err, "lower --batch-size, or --keep-samples")
     res.model = {"folder": str(args.run), "checkpoint": args.checkpoint,
                  "dataset": cfg.dataset}
-    save_results(res, out)
     print(f"{res.metrics['psnr']['n']} test videos, {protocol.nt_cond} conditioning "
           f"+ {protocol.nt_pred} predicted frames")
     print(format_table(res))
-    print(f"wrote {out}")
-    return 0
+    try:
+        written, failure = _save_somewhere(res, out, Path(args.run))
+    except Exception as err:  # no place could take them: the table above stays
+        return _resource_failure(err, "")
+    status = DONE
+    if failure is not None:
+        print(f"error: could not write {out} ({failure}); the results are in "
+              f"{written} instead", file=sys.stderr)
+        status = DISK_FULL if full_disk_cause(failure) else USAGE
+    else:
+        print(f"wrote {out}")
+    nan = res.nan_scores()
+    if nan:
+        print(f"error: the model's {', '.join(n.upper() for n in nan)} scores are "
+              f"not numbers (NaN): its predictions held NaN values (written as null "
+              f"in {written}, listed under non_finite)", file=sys.stderr)
+        status = status or NON_FINITE
+    return status
+
+
+def _prepare(args: argparse.Namespace):
+    """Check every option and load every file, before the first video: returns
+    (out, model, cfg, device, protocol, batches, LPIPS model, I3D model)."""
+    from ..devices import device_for
+    from ..evaluate import Protocol
+    from ..run_folder import RESULTS, load_official
+
+    if args.out is not None and not args.out.strip():
+        raise ValueError("--out '': an empty path; name the results file")
+    out = Path(args.out) if args.out else Path(args.run) / RESULTS
+    _check_args(args)
+    device = device_for(args.device, args.amp)
+    _check_writable(out)
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"{out} already holds an evaluation: pass --overwrite to "
+                         "replace it, or --out to write another file")
+    model, cfg = load_official(args.run, checkpoint=args.checkpoint)
+    _check_finite_weights(model, Path(args.run) / args.checkpoint)
+    nt_cond = cfg.nt_cond if args.nt_cond is None else args.nt_cond
+    nt_gen = cfg.nt_gen if args.nt_gen is None else args.nt_gen
+    if nt_cond >= nt_gen:
+        raise ValueError(f"--nt-cond {nt_cond} leaves nothing to predict: it "
+                         f"must be less than --nt-gen ({nt_gen}"
+                         f"{'' if args.nt_gen else ', from config.json'})")
+    protocol = Protocol(
+        nt_cond, nt_gen - nt_cond,
+        cfg.n_samples if args.n_samples is None else args.n_samples,
+        n_euler_steps=args.n_euler_steps, seed=args.seed, amp=args.amp)
+    batches = _test_batches(cfg, args, nt_gen)  # the data before LPIPS
+    lpips_model = None if args.no_lpips else _lpips(args)
+    i3d = _i3d(args.i3d_weights, device) if args.i3d_weights else None
+    model.to(device)
+    if lpips_model is not None:
+        lpips_model.to(device)
+    return out, model, cfg, device, protocol, batches, lpips_model, i3d
+
+
+def _resource_failure(err: Exception, hint: str) -> int:
+    """A full disk or too little memory as one line and its exit code; any
+    other error is raised again (a bug)."""
+    found = resource_error(err, hint)
+    if found is None:
+        raise err
+    print(f"error: {found[1]}", file=sys.stderr)
+    return found[0]
+
+
+def _check_finite_weights(model, path: Path) -> None:
+    bad = [k for k, v in model.state_dict().items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise ValueError(f"{path} holds non-finite weights (NaN or infinite) in "
+                         f"{', '.join(bad[:3])}{more}: its predictions would be "
+                         "NaN; evaluate another checkpoint")
+
+
+def _i3d(weights: str, device):
+    """The I3D network of FVD, loaded strictly now: a file that is no I3D (an
+    empty file, another network, a pickle) is one line before any video."""
+    from ..metrics.i3d import load_i3d
+
+    try:
+        return load_i3d(weights, device=device)
+    except Exception as err:  # several types: unpickling, keys, sizes
+        if resource_error(err) is not None:
+            raise
+        first = " ".join(str(err).split())[:120]
+        why = f"{type(err).__name__}: {first}" if first else type(err).__name__
+        raise ValueError(f"--i3d-weights {weights}: not the I3D weights of FVD "
+                         f"(i3d_pretrained_400.pt) ({why})") from None
+
+
+def _save_somewhere(res, out: Path, run: Path) -> Tuple[Path, Optional[Exception]]:
+    """Write the results at ``out``; if that fails (a full disk), next to the
+    run, then in the temporary folder, with the samples, else without them.
+    Returns where they went, and the failure at ``out`` (None: none). The
+    results are never thrown away: only if every place fails, it raises."""
+    from ..run_folder import save_results
+
+    try:
+        save_results(res, out)
+        return out, None
+    except OSError as err:
+        failure = err
+    except Exception as err:  # torch / numpy wrap the OSError
+        if full_disk_cause(err) is None:
+            raise
+        failure = err
+    name = f"{out.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.json"
+    for folder in dict.fromkeys((run.resolve(), Path(tempfile.gettempdir()))):
+        for write in (save_results, _save_report):
+            try:
+                write(res, folder / name)
+                return folder / name, failure
+            except Exception as err:
+                if not isinstance(err, OSError) and full_disk_cause(err) is None:
+                    raise
+    raise failure
+
+
+def _save_report(res, path: Path) -> None:
+    """The JSON report alone (no samples), for when space is short."""
+    report = {**res.report(), "samples": "not saved: the disk was full"}
+    atomic_write_text(path, json.dumps(report, indent=1, allow_nan=False) + "\n")
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -126,6 +247,11 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.i3d_weights and not Path(args.i3d_weights).is_file():
         raise ValueError(f"--i3d-weights {args.i3d_weights}: no such file (FVD needs "
                          "i3d_pretrained_400.pt; leave the option out to skip FVD)")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ValueError(f"--seed {args.seed}: the test seed must be from 0 to "
+                         f"{MAX_SEED} (2**63 - 1)")
+    if args.n_euler_steps is not None:
+        check_euler_steps(args.n_euler_steps)
     if args.keep_samples < -1:
         raise ValueError(f"--keep-samples {args.keep_samples}: give N >= 0, or -1 "
                          "for all videos")
@@ -141,10 +267,15 @@ def _check_writable(out: Path) -> None:
     folder = out.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+    try:  # a probe of a few blocks: a full disk fails here, not at the end
+        with tempfile.TemporaryFile(dir=folder) as probe:
+            probe.write(b"\0" * _PROBE_BYTES)
+            probe.flush()
+            os.fsync(probe.fileno())
     except OSError as err:
+        if full_disk_cause(err) is not None:
+            raise DiskFullError(err.errno, f"{err.strerror} in {folder}, where "
+                                f"{out} goes (a test write failed)") from None
         raise ValueError(f"cannot write {out}: no new file can be made in {folder} "
                          f"({err.strerror or err}); choose another file with "
                          "--out") from None

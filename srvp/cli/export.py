@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from .common import USAGE, resource_error
+
 _ONNX_DESC = """\
 Write the trained SRVP of RUN (config.json and model.pt) into OUT as five ONNX
 files that a sampler chains, and sampler.json (sizes, names, weight format):
@@ -28,7 +30,10 @@ _EPILOG = """examples:
   python -m srvp export onnx book/runs/cpu --out exported/cpu
   python -m srvp export onnx book/runs/cpu_dt2 --out book/_static/sampler/model \\
       --weights int8 --check 200 --data-dir MNIST_DIR
-  python -m srvp export strip --out book/_static/sampler/videos.png --n-videos 32"""
+  python -m srvp export strip --out book/_static/sampler/videos.png --n-videos 32
+
+exit codes: 0 done; 2 a wrong option or file, or too little memory; 4 a full
+disk (no space, or the quota reached)."""
 
 
 def _test_videos(data_dir, n_videos: int):
@@ -86,9 +91,13 @@ def _guarded(run):
     def handler(args: argparse.Namespace) -> int:
         try:
             return run(args)
-        except (OSError, ValueError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        except Exception as err:  # a full disk: 4, as in every command
+            found = resource_error(err, "fewer videos (--n-videos, --check)")
+            if found is None and not isinstance(err, (OSError, ValueError)):
+                raise
+            code, message = found or (USAGE, str(err))
+            print(f"error: {message}", file=sys.stderr)
+            return code
     return handler
 
 

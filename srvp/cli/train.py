@@ -4,11 +4,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 from ..config import OFFICIAL_NAMES, PRESETS, Config, SVGSettings, preset
 from ..devices import MEMORY_FORMATS
 from ..precision import AMP_MODES
+from .common import BUG, DISK_FULL, NON_FINITE, USAGE, resource_error
 
 _EPILOG = """examples:
   python -m srvp train --preset cpu --amp bf16 --data-dir MNIST_DIR --out runs/cpu
@@ -25,16 +26,23 @@ in its folder replaces it; a folder holding a checkpoint or weights is never
 overwritten. One trainer at a time writes a folder (run.lock holds its pid).
 
 --resume refuses another config, --seed or --amp than the run's, except what
---allow-change names. After a divergence (exit code 3; nothing non-finite is
-ever saved), for instance:
+--allow-change names; the run's config is the one its checkpoint holds, and a
+config.json edited since is refused. A damaged checkpoint or log.jsonl is
+reported (exit code 2), never repaired by dropping records. After a divergence
+(exit code 3; nothing non-finite is ever saved), for instance:
   python -m srvp train ... --resume --set lr=1e-4 --allow-change lr
 continues with a lower learning rate and records the change (step, old, new)
 in run.json's history.
 
-exit codes: 0 finished; 1 stopped early (--resume continues); 2 wrong option or
-run folder (nothing written); 3 diverged; 4 a write failed (full disk,
-permissions; the previous files are intact); 5 unexpected error, a bug
-(--debug shows its traceback)."""
+Nothing is written before the data gave its first batch and the first step
+ran; every value (--set, options) is checked first, NaN and infinities too,
+with one line naming it and its allowed range. --out '' is refused.
+
+exit codes: 0 finished; 1 stopped early (--resume continues); 2 wrong option,
+run folder (nothing written) or too little memory (lower batch_size, seq_len or
+val_batch_size); 3 diverged; 4 a write failed (a full disk: no space, or the
+quota reached; permissions; the previous files are intact, --resume continues);
+5 unexpected error, a bug (--debug shows its traceback)."""
 
 
 def parse_overrides(items: List[str]) -> Dict[str, object]:
@@ -68,8 +76,7 @@ def _cast(key: str, raw: str, kind: str):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..run_checks import RunFolderError
-    from ..train import Options, Trainer, TrainingDiverged
+    from ..train import Options, Trainer
 
     started = False
     try:
@@ -94,17 +101,8 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as err:
         if args.debug:
             raise
-        if isinstance(err, TrainingDiverged):
-            status, message = 3, str(err)
-        elif isinstance(err, RunFolderError) or (not started and isinstance(
-                err, (ValueError, TypeError, NotImplementedError, FileNotFoundError))):
-            status, message = 2, str(err)
-        elif isinstance(err, OSError):
-            status, message = 4, str(err)
-        else:
-            status, message = 5, (f"unexpected {type(err).__name__}: {err} (a bug: "
-                                  "rerun with --debug for its traceback and report it)")
-        if status == 2:
+        status, message = _classify(err, started)
+        if status == USAGE:
             from .data import mnist_hint
 
             message += mnist_hint(err)  # names --data-dir where MNIST is missing
@@ -114,6 +112,29 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{state} at step {trainer.step:,}/{cfg.n_iter:,}; "
           f"best validation PSNR {trainer.best_psnr:.2f} dB; run folder {args.out}")
     return code
+
+
+def _classify(err: Exception, started: bool) -> Tuple[int, str]:
+    """The exit code and message of an error (the table in ``--help``)."""
+    from ..run_checks import RunFolderError
+    from ..train import TrainingDiverged
+
+    if isinstance(err, TrainingDiverged):
+        return NON_FINITE, str(err)
+    found = resource_error(err, _MEMORY_HINT)
+    if found is not None:
+        return found
+    if isinstance(err, RunFolderError) or (not started and isinstance(
+            err, (ValueError, TypeError, NotImplementedError, FileNotFoundError))):
+        return USAGE, str(err)
+    if isinstance(err, OSError):
+        return DISK_FULL, str(err)
+    return BUG, (f"unexpected {type(err).__name__}: {err} (a bug: rerun with "
+                 "--debug for its traceback and report it)")
+
+
+_MEMORY_HINT = ("lower batch_size, seq_len, val_batch_size or val_batches (--set "
+                "KEY=N) or the layer sizes; a checkpoint already written is kept")
 
 
 def register(subparsers) -> None:

@@ -37,6 +37,7 @@ two digits cross (book ch. 9).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import zipfile
@@ -46,6 +47,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..config import MAX_FRAMES
 from ..fileio import atomic_file
 from . import steps
 from .common import InvalidTestSetError
@@ -360,6 +362,15 @@ OUT/mmnist_test_2digits_64.npz (--deterministic), with the arrays 'sequences'
 (N, 2, 28, 28). Default lengths: 25 frames (stochastic), 100 (deterministic)."""
 
 
+def _frames(text: str) -> int:
+    """``--seq-len``: an integer of at most :data:`MAX_FRAMES` (a count below
+    1 is refused with the other counts)."""
+    value = int(text)
+    if value > MAX_FRAMES:
+        raise argparse.ArgumentTypeError(f"{value}: at most {MAX_FRAMES} frames")
+    return value
+
+
 def _run_testset(args) -> tuple[Path, dict[str, np.ndarray]]:
     images, labels = load_mnist(args.data_dir, split="test", download=args.download)
     arrays = build_test_set(images, labels, args.seq_len, args.deterministic,
@@ -392,9 +403,10 @@ STEPS = (
                         "needed)", required=True),
           steps.option("--deterministic", action="store_true",
                        help="build the deterministic Moving MNIST test set instead"),
-          steps.option("--seq-len", metavar="N", type=int, default=None,
-                       positive=True, help="frames per video (default: 25 "
-                                           "stochastic, 100 deterministic)"),
+          steps.option("--seq-len", metavar="N", type=_frames, default=None,
+                       positive=True, help="frames per video, at most "
+                       f"{MAX_FRAMES} (default: 25 stochastic, 100 "
+                       "deterministic)"),
           steps.option("--num-videos", metavar="N", type=int, default=None,
                        positive=True, help="build only the first N videos, an exact "
                        "prefix of the full set (for quick checks; default: all "
