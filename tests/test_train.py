@@ -364,3 +364,14 @@ def test_bf16_is_refused_on_a_gpu_that_only_emulates_it(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported",
                         lambda including_emulation=True: True)  # an A100
     devices.check_amp("bf16", torch.device("cuda"))
+
+
+def test_a_run_stopped_before_any_validation_says_so(tmp_path, tiny_mnist_dir, capsys):
+    """Stopped before its first validation, a run has no best PSNR to report (it
+    printed "-inf dB")."""
+    assert main(["train", "--preset", "smoke", "--out", str(tmp_path / "r"),
+                 "--data-dir", str(tiny_mnist_dir), "--max-steps", "2",
+                 "--set", "val_interval=1000"]) == 1
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("stopped (resume with --resume) at step 2/")
+    assert "no validation yet" in last and "inf" not in last

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 from typing import Dict, List, Tuple
 
@@ -109,8 +110,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {message}", file=sys.stderr)
         return status
     state = "finished" if code == 0 else "stopped (resume with --resume)"
-    print(f"{state} at step {trainer.step:,}/{cfg.n_iter:,}; "
-          f"best validation PSNR {trainer.best_psnr:.2f} dB; run folder {args.out}")
+    best = (f"best validation PSNR {trainer.best_psnr:.2f} dB"
+            if math.isfinite(trainer.best_psnr) else "no validation yet")
+    print(f"{state} at step {trainer.step:,}/{cfg.n_iter:,}; {best}; "
+          f"run folder {args.out}")
     return code
 
 
@@ -139,10 +142,12 @@ _MEMORY_HINT = ("lower batch_size, seq_len, val_batch_size or val_batches (--set
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "train", help="train SRVP (CPU, one GPU, or many with torchrun)",
-        description="Train SRVP with the official recipe: Adam (lr 3e-4), constant\n"
-                    "learning rate then linear decay to zero, validation by best-of-N\n"
-                    "PSNR every val_interval steps and at the last step.",
+        "train", help="train SRVP or the SVG-LP baseline (CPU, one GPU, or many "
+                      "with torchrun)",
+        description="Train SRVP (or SVG-LP: the svg presets) with the official\n"
+                    "recipe: Adam (lr 3e-4), constant learning rate then linear decay\n"
+                    "to zero, validation by best-of-N PSNR every val_interval steps\n"
+                    "and at the last step.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", required=True, choices=sorted(PRESETS),
                    help="hyperparameters of the paper (smmnist, mmnist, kth, human, "
