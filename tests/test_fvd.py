@@ -274,3 +274,22 @@ def test_i3d_cuda_matches_cpu_random_weights(i3d_random_weights):
         gpu = i3d_random_weights.to("cuda")(x.cuda()).cpu()
     i3d_random_weights.to("cpu")
     torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-3)
+
+
+def test_the_i3d_download_goes_through_the_checked_path(tmp_path, monkeypatch):
+    """A file that is not I3D's state dict is refused and never enters the cache
+    (the download path of srvp.download: caps, timeouts, content checks)."""
+    import torch
+
+    from srvp.download import DownloadError
+    from srvp.metrics import i3d
+
+    wrong = tmp_path / "server" / i3d.I3D_FILE
+    wrong.parent.mkdir()
+    torch.save({"conv.weight": torch.zeros(3)}, wrong)
+    cache = tmp_path / "hub" / "checkpoints" / i3d.I3D_FILE
+    monkeypatch.setattr(i3d, "I3D_URL", wrong.as_uri())
+    monkeypatch.setattr(i3d, "_cached_i3d", lambda: str(cache))
+    with pytest.raises(DownloadError, match="not the I3D weights"):
+        i3d.load_i3d(allow_download=True)
+    assert not cache.exists() and not cache.parent.exists()

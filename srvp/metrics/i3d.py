@@ -244,6 +244,20 @@ def _missing_i3d_error(path=None):
     )
 
 
+#: Size cap of the I3D download (the file is about 50 MB).
+I3D_MAX_BYTES = 256 * 2**20
+
+
+def _check_i3d(path) -> None:
+    """A downloaded file must be I3D's state dict: it loads strictly, or the
+    download is refused before it enters the cache."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        InceptionI3d().load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise ValueError(f"not the I3D weights: {str(err).splitlines()[0]}") from None
+
+
 def load_i3d(weights=None, *, allow_download=False, device="cpu", bn_eps=1e-3):
     """Build :class:`InceptionI3d` and load Kinetics-400 weights.
 
@@ -270,8 +284,9 @@ def load_i3d(weights=None, *, allow_download=False, device="cpu", bn_eps=1e-3):
     if not os.path.isfile(path):
         if weights is not None or not allow_download:
             raise _missing_i3d_error(path if weights is not None else None)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        torch.hub.download_url_to_file(I3D_URL, path)
+        from ..download import fetch
+
+        fetch(I3D_URL, path, max_bytes=I3D_MAX_BYTES, check=_check_i3d)
     model = InceptionI3d(bn_eps=bn_eps)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state, strict=True)
