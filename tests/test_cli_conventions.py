@@ -41,7 +41,12 @@ def test_evaluate_reads_mnist_from_the_environment(run, tiny_mnist_dir,
                                                    monkeypatch, capsys):
     monkeypatch.setenv(MNIST_ENV, str(tiny_mnist_dir))
     assert evaluate(run, "--no-lpips") == 0
-    assert "2 test videos" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2 test videos" in out
+    # before any work, how much it will score (issue: 5,000 videos by default,
+    # about 80 minutes on a CPU, without a word)
+    assert out.splitlines()[0].startswith("scoring 2 test videos (the first videos), "
+                                          "best of 2 samples")
     assert (run / "results.json").is_file()
 
 
