@@ -45,8 +45,8 @@ def test_evaluate_reads_mnist_from_the_environment(run, tiny_mnist_dir,
     assert "2 test videos" in out
     # before any work, how much it will score (issue: 5,000 videos by default,
     # about 80 minutes on a CPU, without a word)
-    assert out.splitlines()[0].startswith("scoring 2 test videos (the first videos), "
-                                          "best of 2 samples")
+    assert out.splitlines()[0].startswith("scoring 2 test videos (the first ones), "
+                                          "best of 2, ")
     assert (run / "results.json").is_file()
 
 

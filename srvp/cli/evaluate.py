@@ -93,11 +93,11 @@ def _run(args: argparse.Namespace) -> int:
         return _resource_failure(err, "lower --batch-size")
     keep = None if args.i3d_weights or args.keep_samples < 0 else args.keep_samples
     n_videos = len(batches.videos) if args.n_videos is None else args.n_videos
-    which = "the whole test set" if args.n_videos is None else "the first videos"
+    which = "whole test set" if args.n_videos is None else "the first ones"
     print(f"scoring {n_videos:,d} test videos ({which}), best of "
-          f"{protocol.n_samples} samples, {protocol.nt_cond} + {protocol.nt_pred} "
-          f"frames, on {device}; the bar shows the time left (--n-videos N scores "
-          "fewer)", flush=True)
+          f"{protocol.n_samples}, {protocol.nt_cond} + {protocol.nt_pred} frames, on "
+          f"{device}\n(the bar shows the time left; --n-videos N scores fewer)",
+          flush=True)
     try:
         res = evaluate(model, batches, protocol, lpips_model=lpips_model,
                        keep_samples=keep, after_batch=release_free_memory
