@@ -197,6 +197,10 @@ def run_chapter(md: Path, profile: str, out_dir: Path | None) -> float:
         cwd=str(md.parent), progress_bar=False, log_output=False)
     seconds = time.perf_counter() - start
     merge_streams(executed)
+    # The saved state of the chapters' widgets would make every page load
+    # require.js and the widget manager from CDNs; their cells show no output on
+    # the page (the browser sampler stands in), so the state is dropped.
+    executed.metadata.pop("widgets", None)
     if out_dir is not None:
         nbformat.write(executed, str(target))
     else:

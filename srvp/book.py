@@ -254,3 +254,34 @@ class Interactive:
         data = dict(data or {})
         data["text/plain"] = self.fallback
         return data
+
+
+#: Statuses of ``published.csv``: "confirmed" (quoted from the paper, or two
+#: sources that agree), "disputed" (sources disagree), "single source".
+PUBLISHED = "published.csv"
+
+
+def read_published(book: Path) -> dict:
+    """The published numbers of ``book/published.csv`` (book ch. 8 lists the
+    sources), keyed by ``(dataset, method, metric)``: each a dict with ``value``,
+    ``ci95``, ``sources``, ``status`` and ``note``. A chapter opened on its own
+    (Colab) fetches the file from the repository."""
+    import csv
+
+    path = Path(book) / PUBLISHED
+    if not path.exists():
+        from .download import fetch
+
+        fetch(RAW_URL + PUBLISHED, path, max_bytes=1 << 20, progress=False)
+    with open(path, newline="", encoding="utf-8") as f:
+        return {(r["dataset"], r["method"], r["metric"]): r for r in csv.DictReader(f)}
+
+
+def published_cell(rows: dict, dataset: str, method: str, metric: str) -> str:
+    """One published number as ``"value ± ci"``, its status said when it is not
+    "confirmed", or ``"(not found)"`` when no source gives it."""
+    r = rows.get((dataset, method, metric))
+    if r is None:
+        return "(not found)"
+    text = f"{r['value']} ± {r['ci95']}"
+    return text if r["status"] == "confirmed" else f"{text} ({r['status']})"

@@ -71,3 +71,14 @@ def test_a_widget_without_kernel_shows_its_fallback_text():
     assert data["text/plain"] == "Run the cell to choose."
     assert "application/vnd.jupyter.widget-view+json" in data
     assert "VBox" in DisplayFormatter().format(box)[0]["text/plain"]
+
+
+def test_published_numbers_come_with_their_status():
+    from srvp.book import published_cell, read_published
+
+    rows = read_published(REPO / "book")
+    assert published_cell(rows, "smmnist", "SRVP", "psnr") == "16.93 ± 0.07"
+    assert published_cell(rows, "smmnist", "SVG", "psnr") == \
+        "14.50 ± 0.04 (single source)"
+    assert published_cell(rows, "kth", "SV2P", "ssim").endswith("(disputed)")
+    assert published_cell(rows, "smmnist", "SRVP", "lpips") == "(not found)"

@@ -122,3 +122,19 @@ def test_a_bad_mathjax_tarball_leaves_nothing(assets, tmp_path, case):
                               sha512=sha if case == "no page script" else "AAAA")
     cache = tmp_path / "cache"
     assert not cache.exists() or not any(cache.iterdir())
+
+
+def test_executed_chapters_keep_no_widget_state(tmp_path, monkeypatch):
+    """A page whose notebook holds widget state loads scripts from CDNs: the
+    executed copies drop it."""
+    import nbformat
+
+    module = build_book_script()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {}}
+    monkeypatch.setattr(module.jupytext, "read", lambda md: nb)
+    monkeypatch.setattr(module.papermill, "execute_notebook",
+                        lambda source, target, **_: nbformat.from_dict(nb))
+    module.run_chapter(tmp_path / "01_x.md", "smoke", tmp_path)
+    executed = nbformat.read(tmp_path / "01_x.ipynb", as_version=4)
+    assert "widgets" not in executed.metadata

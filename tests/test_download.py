@@ -9,11 +9,11 @@ fail with one clear line and leave nothing behind (no partial or unchecked file,
 no empty folder); a good server must work once and then be served from the
 cache.
 """
-import _thread
 import gzip
 import http.server
 import io
 import os
+import signal
 import tarfile
 import threading
 import time
@@ -111,7 +111,10 @@ class Hostile(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data[: len(data) // 2])
         self.wfile.flush()
         time.sleep(0.1)
-        _thread.interrupt_main()  # Ctrl-C, while the client reads the body
+        # Ctrl-C, while the client reads the body: a real SIGINT, which breaks the
+        # client's blocking read at once (interrupt_main only sets a flag, seen
+        # after the read returns: under load, after the deadline)
+        os.kill(os.getpid(), signal.SIGINT)
         self._trickle()
 
     def log_message(self, *args):

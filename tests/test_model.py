@@ -7,7 +7,7 @@ import torch
 from helpers import tiny, video
 
 from srvp import elbo_loss
-from srvp.config import check_euler_steps
+from srvp.config import MAX_EULER_STEPS, check_euler_steps
 from srvp.evaluate import Protocol
 from srvp.nets import check_video
 
@@ -98,7 +98,8 @@ def test_the_number_of_euler_steps_is_checked_once_with_one_message(k):
         with pytest.raises(ValueError) as err:
             call()
         assert str(err.value) == f"n_euler_steps={k!r}: the Euler steps per " \
-            "frame interval must be an integer K >= 1 (dt = 1/K)"
+            f"frame interval must be an integer K from 1 to {MAX_EULER_STEPS} " \
+            "(dt = 1/K)"
     assert check_euler_steps(3) == check_euler_steps(np.int64(3)) == 3
 
 
