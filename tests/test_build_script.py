@@ -1,4 +1,5 @@
 """scripts/build_book.py settles MNIST once, before any chapter runs."""
+import os
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,9 @@ def script(tmp_path, monkeypatch):
     """The build script with no MNIST beside the repository, its download folder
     in ``tmp_path``, and chapters that only record that they ran."""
     module = build_book_script()
-    monkeypatch.delenv("SRVP_MNIST_DIR", raising=False)
+    for name in ("SRVP_MNIST_DIR", "SRVP_BOOK_DIR"):  # main() sets both: restored
+        monkeypatch.setenv(name, "unset-by-the-test")
+        monkeypatch.delenv(name)
     monkeypatch.setattr(module, "MNIST_BESIDE", tmp_path / "beside")
     monkeypatch.setattr(module, "MNIST_DOWNLOAD", tmp_path / "download")
     module.ran = []
@@ -60,7 +63,7 @@ def test_mnist_is_downloaded_once_then_reused(script, tiny_mnist_dir, monkeypatc
 
     monkeypatch.setattr(mnist_idx, "download_mnist", download)
     assert script.main(["--no-render"]) == 0
-    monkeypatch.delenv("SRVP_MNIST_DIR")  # set for the chapters by the first build
+    os.environ.pop("SRVP_MNIST_DIR")  # set for the chapters by the first build
     assert script.main(["--no-render"]) == 0
     assert calls == [script.MNIST_DOWNLOAD]
     out = capsys.readouterr().out

@@ -282,11 +282,16 @@ def test_a_good_server_works_once_then_the_cache_serves(name, downloaders, hosti
 def test_ctrl_c_mid_download_leaves_nothing(name, downloaders, hostile, tmp_path,
                                             monkeypatch):
     monkeypatch.setattr(download, "DEADLINE", 30.0)
+    # Python's own Ctrl-C, whatever handler an earlier test left installed
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     files, get = downloaders[name]
     server = hostile(files)
-    with pytest.raises(KeyboardInterrupt):
-        get(f"{server.url}interrupt/")
-        time.sleep(5)  # not reached: the interrupt comes during the transfer
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            get(f"{server.url}interrupt/")
+            time.sleep(5)  # not reached: the interrupt comes during the transfer
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert list(tmp_path.iterdir()) == []
 
 
