@@ -2,11 +2,12 @@
 show them: the README's results table and chapter 8's tables."""
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 
 import pytest
+
+from srvp.book import read_published
 
 ROOT = Path(__file__).resolve().parents[1]
 STATUSES = {"confirmed", "disputed", "single source"}
@@ -15,8 +16,7 @@ NUMBER = re.compile(r"(\d+(?:\.\d+)?) ± (\d+(?:\.\d+)?)")
 
 
 def published() -> dict[tuple[str, str, str], dict]:
-    with open(ROOT / "book" / "published.csv", newline="", encoding="utf-8") as f:
-        return {(r["dataset"], r["method"], r["metric"]): r for r in csv.DictReader(f)}
+    return read_published(ROOT / "book")
 
 
 def test_every_row_is_complete_and_explained():

@@ -92,9 +92,8 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as err:
         return _resource_failure(err, "lower --batch-size")
     keep = None if args.i3d_weights or args.keep_samples < 0 else args.keep_samples
-    n_videos = len(batches.videos) if args.n_videos is None else args.n_videos
     which = "whole test set" if args.n_videos is None else "the first ones"
-    print(f"scoring {n_videos:,d} test videos ({which}), best of "
+    print(f"scoring {len(batches.videos):,d} test videos ({which}), best of "
           f"{protocol.n_samples}, {protocol.nt_cond} + {protocol.nt_pred} frames, on "
           f"{device}\n(the bar shows the time left; --n-videos N scores fewer)",
           flush=True)
