@@ -7,11 +7,11 @@ Every check raises a one-line ``ValueError`` naming the option and the fix.
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
-from .precision import AMP_MODES, native_bf16
+from .precision import AMP_MODES, auto_amp, native_bf16
 
 #: ``--memory-format`` values.
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
@@ -59,6 +59,16 @@ def check_amp(amp: str, device: torch.device) -> None:
         raise ValueError(f"amp=bf16 (--amp): {torch.cuda.get_device_name(device)} has "
                          "no native bfloat16 (it would be emulated, slower than "
                          "float32); use --amp fp16 there, or --amp off")
+
+
+def resolve_amp(name: str, amp: str) -> Tuple[str, Optional[str]]:
+    """The precision that ``--amp`` names on the device ``--device`` names:
+    ``amp`` itself, or for ``auto`` the choice of :func:`srvp.precision.auto_amp`
+    and a line saying it (None otherwise)."""
+    if amp != "auto":
+        return amp, None
+    mode, why = auto_amp(resolve_device(name))
+    return mode, f"--amp auto: {mode} ({why})"
 
 
 def device_for(name: str, amp: str) -> torch.device:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import itertools
 import math
 import os
@@ -29,7 +30,7 @@ from . import run_folder as rf
 from .config import MAX_SEED, Config
 from .data.batches import StepBatches
 from .data.registry import training_sources, validation_batches
-from .devices import device_for, resolve_memory_format, resolve_workers
+from .devices import device_for, resolve_amp, resolve_memory_format, resolve_workers
 from .metrics.pixel import psnr
 from .model_registry import build_model, compute_loss
 from .precision import autocast
@@ -49,7 +50,7 @@ class Options:
     """How to run (not what to learn: that is the :class:`Config`)."""
 
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    amp: str = "off"  # "off", "bf16" or "fp16"
+    amp: str = "off"  # "off", "bf16", "fp16", or "auto" (srvp.precision.auto_amp)
     compile: bool = False  # torch.compile the model
     memory_format: str = "auto"  # "auto", "channels_last" or "contiguous"
     seed: int = 1
@@ -176,9 +177,13 @@ class Trainer:
                  opts: Optional[Options] = None, resume: bool = False,
                  allow_changes: Iterable[str] = (), run_info: Optional[dict] = None):
         opts = Options() if opts is None else opts
+        self.world, self.rank, local = _dist_info()
+        amp, chosen = resolve_amp(opts.device, opts.amp)
+        if chosen:  # "auto": the run records (and resumes with) what it chose
+            opts = dataclasses.replace(opts, amp=amp)
+            self._note(chosen)
         self.cfg, self.opts, self.out = cfg, opts, Path(out)
         self.resume, self.run_info = resume, run_info
-        self.world, self.rank, local = _dist_info()
         self.device = check_options(cfg, opts, self.world)
         if self.world > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", local)
@@ -393,6 +398,11 @@ class Trainer:
             start = copy.deepcopy(self.state())  # the state before step 1
         else:
             self._begin(None)
+        if self.opts.progress and first is not None:
+            self._note(f"step {self.step + 1:,} of {self.cfg.n_iter:,} starts; the "
+                       "first is the slowest (" + ("torch.compile compiles the "
+                       "model: a minute or more" if self.opts.compile else
+                       "the convolution kernels are chosen") + ")")
         bar = tqdm(total=self.cfg.n_iter, initial=self.step, disable=not (
             self.opts.progress and self.rank == 0), dynamic_ncols=True)
         start_time, t_log, n_log = time.time() - self.elapsed, time.time(), 0

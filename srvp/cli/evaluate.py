@@ -17,7 +17,7 @@ import torch
 
 from ..config import MAX_SEED, check_euler_steps
 from ..fileio import DiskFullError, atomic_write_text, full_disk_cause
-from ..precision import AMP_MODES
+from ..precision import AMP_CHOICES
 from .common import DISK_FULL, DONE, NON_FINITE, USAGE, resource_error
 
 _PROBE_BYTES = 1 << 16  # the write probe: 64 KiB, written and synced
@@ -135,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace):
     """Check every option and load every file, before the first video: returns
     (out, model, cfg, device, protocol, batches, LPIPS model, I3D model)."""
-    from ..devices import device_for
+    from ..devices import device_for, resolve_amp
     from ..evaluate import Protocol
     from ..run_folder import RESULTS, load_official
 
@@ -143,7 +143,10 @@ def _prepare(args: argparse.Namespace):
         raise ValueError("--out '': an empty path; name the results file")
     out = Path(args.out) if args.out else Path(args.run) / RESULTS
     _check_args(args)
-    device = device_for(args.device, args.amp)
+    amp, chosen = resolve_amp(args.device, args.amp)
+    if chosen:
+        print(chosen, file=sys.stderr)
+    device = device_for(args.device, amp)
     _check_writable(out)
     if out.exists() and not args.overwrite:
         raise ValueError(f"{out} already holds an evaluation: pass --overwrite to "
@@ -159,7 +162,7 @@ def _prepare(args: argparse.Namespace):
     protocol = Protocol(
         nt_cond, nt_gen - nt_cond,
         cfg.n_samples if args.n_samples is None else args.n_samples,
-        n_euler_steps=args.n_euler_steps, seed=args.seed, amp=args.amp)
+        n_euler_steps=args.n_euler_steps, seed=args.seed, amp=amp)
     batches = _test_batches(cfg, args, nt_gen)  # the data before LPIPS
     lpips_model = None if args.no_lpips else _lpips(args)
     i3d = _i3d(args.i3d_weights, device) if args.i3d_weights else None
@@ -361,9 +364,11 @@ def register(subparsers) -> None:
                         "batch size gives other samples and scores that differ "
                         "within their 95%% interval")
     p.add_argument("--seed", type=int, default=1, help="test seed (official: 1)")
-    p.add_argument("--amp", default="off", choices=AMP_MODES,
+    p.add_argument("--amp", default="off", choices=AMP_CHOICES,
                    help="precision of the predictions (scores are computed in "
-                        "float32): off, float32 as in the paper (default); bf16, "
+                        "float32): off, float32 as in the paper (default); auto, "
+                        "bf16 where the hardware computes it (else fp16 on a GPU, "
+                        "off on a CPU), said when it starts; bf16, "
                         "faster where the hardware computes bfloat16, moving the "
                         "scores slightly (book ch. 5 and benchmarks/ measure it); "
                         "fp16 for GPUs without bfloat16 (refused on a CPU)")

@@ -9,14 +9,14 @@ from typing import Dict, List, Tuple
 
 from ..config import OFFICIAL_NAMES, PRESETS, Config, SVGSettings, preset
 from ..devices import MEMORY_FORMATS
-from ..precision import AMP_MODES
+from ..precision import AMP_CHOICES
 from .common import BUG, DISK_FULL, NON_FINITE, USAGE, resource_error
 
 _EPILOG = """examples:
-  python -m srvp train --preset cpu --amp bf16 --data-dir MNIST_DIR --out runs/cpu
+  python -m srvp train --preset cpu --amp auto --data-dir MNIST_DIR --out runs/cpu
   python -m srvp train --preset smmnist --data-dir MNIST_DIR --out runs/sm --amp bf16
   torchrun --nproc_per_node 4 -m srvp train --preset kth ... (one process per GPU)
-  python -m srvp train --preset cpu --amp bf16 --data-dir MNIST_DIR --out runs/cpu \\
+  python -m srvp train --preset cpu --amp auto --data-dir MNIST_DIR --out runs/cpu \\
       --resume
 
 A run can be stopped at any time (Ctrl-C, SIGTERM, even kill -9 or a full
@@ -167,9 +167,11 @@ def register(subparsers) -> None:
                         "lr=...) or --amp, recorded in run.json (repeatable)")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA if present), cpu, cuda, cuda:N")
-    p.add_argument("--amp", default="off", choices=AMP_MODES,
-                   help="mixed precision through torch.amp. bf16 is faster where "
-                        "the hardware computes bfloat16 (CPUs with bfloat16 "
+    p.add_argument("--amp", default="off", choices=AMP_CHOICES,
+                   help="mixed precision through torch.amp. auto picks bf16 where "
+                        "the hardware computes bfloat16, fp16 on older GPUs, else "
+                        "off, and says which (run.json records it). bf16 is faster "
+                        "where the hardware computes bfloat16 (CPUs with bfloat16 "
                         "instructions, GPUs from Ampere on; benchmarks/ measures "
                         "it); convolutions and products then round to bfloat16, so "
                         "the numbers differ from float32 by more than rounding (the "
