@@ -462,19 +462,35 @@ class Trainer:
 
     def _should_stop(self) -> bool:
         o = self.opts
-        return (self._stop_signal is not None
+        stop = (self._stop_signal is not None
                 or (o.max_steps is not None and self.step >= o.max_steps)
                 or (o.time_limit is not None and self.elapsed >= o.time_limit))
+        if self.world > 1:  # a signal or the clock may reach the ranks a step
+            flag = torch.tensor([float(stop)], device=self.device)  # apart
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            stop = bool(flag.item())  # all stop after the same step
+        return stop
+
+
+#: Seconds within which a second signal counts as the first one.
+_SAME_SIGNAL_S = 1.0
 
 
 @contextlib.contextmanager
 def _catch_signals(trainer: Trainer):
     """SIGINT/SIGTERM finish the current step (or validation), then checkpoint and
-    stop; a second one stops at once, keeping the last checkpoint written."""
+    stop; a second one stops at once, keeping the last checkpoint written. Signals
+    within a second of the first count as that one (a launcher such as torchrun
+    may pass on the Ctrl-C that the terminal also sent)."""
+    first = []
+
     def handler(signum, frame):
         if trainer._stop_signal is not None:
+            if time.monotonic() - first[0] < _SAME_SIGNAL_S:
+                return
             raise KeyboardInterrupt(f"second signal {signum}: stopped at once")
         trainer._stop_signal = signum
+        first.append(time.monotonic())
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield

@@ -42,10 +42,12 @@ def test_each_command_parses(args):
     build_parser().parse_args(args)  # exits 2 on an unknown option
 
 
-def test_torchrun_runs_standalone():
-    runs = [line for b in blocks("bash") for line in b.splitlines()
-            if line.startswith("torchrun")]
-    assert runs and all("--standalone" in line for line in runs)
+def test_several_gpus_go_through_nproc():
+    """The multi-GPU example uses ``--nproc`` (one clean stop line), and any
+    torchrun line runs standalone (no rendezvous server to set up)."""
+    lines = [line for b in blocks("bash") for line in b.splitlines()]
+    assert any("train" in line and "--nproc 4" in line for line in lines)
+    assert all("--standalone" in line for line in lines if "torchrun" in line)
 
 
 @pytest.mark.slow

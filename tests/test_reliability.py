@@ -428,6 +428,7 @@ def test_a_second_signal_during_validation_stops_at_once(tmp_path, monkeypatch,
         raise AssertionError("the second signal did not stop the validation")
 
     monkeypatch.setattr(trainer, "validate", interrupted_validation)
+    monkeypatch.setattr("srvp.train._SAME_SIGNAL_S", 0.0)  # no grace: the second
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
@@ -436,3 +437,23 @@ def test_a_second_signal_during_validation_stops_at_once(tmp_path, monkeypatch,
     assert signal.getsignal(signal.SIGINT) is before  # handler given back
     train(cfg, out, tiny_mnist_dir, resume=True, **QUIET)  # lock free: it resumes
     assert rf.read_checkpoint(out)["step"] == cfg.n_iter
+
+
+def test_two_signals_at_once_count_as_one(tmp_path, monkeypatch, tiny_mnist_dir):
+    """A launcher passing on the Ctrl-C that the terminal also sent: two signals
+    within the grace period stop the run cleanly after its step, as one would."""
+    import signal
+
+    out = tmp_path / "run"
+    cfg = preset("smoke", val_interval=3)
+    trainer = Trainer(cfg, out, tiny_mnist_dir, Options(**QUIET))
+    validate = trainer.validate
+
+    def doubly_interrupted_validation(batches):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)  # a moment later: the same stop
+        return validate(batches)
+
+    monkeypatch.setattr(trainer, "validate", doubly_interrupted_validation)
+    assert trainer.fit() == 1  # stopped early, not interrupted
+    assert rf.read_checkpoint(out)["step"] == 3  # the step finished and was kept

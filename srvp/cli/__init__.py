@@ -69,6 +69,7 @@ _COMMAND_MODULES: Dict[str, str] = {
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for train --nproc
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import sys
 from typing import Dict, List, Tuple
 
@@ -15,7 +16,7 @@ from .common import BUG, DISK_FULL, NON_FINITE, USAGE, resource_error
 _EPILOG = """examples:
   python -m srvp train --preset cpu --amp auto --data-dir MNIST_DIR --out runs/cpu
   python -m srvp train --preset smmnist --data-dir MNIST_DIR --out runs/sm --amp bf16
-  torchrun --nproc_per_node 4 -m srvp train --preset kth ... (one process per GPU)
+  python -m srvp train --preset kth ... --nproc 4   (one process per GPU)
   python -m srvp train --preset cpu --amp auto --data-dir MNIST_DIR --out runs/cpu \\
       --resume
 
@@ -25,6 +26,8 @@ weights as an uninterrupted run (on CPU). A run stopped before its first
 checkpoint has nothing to lose: --resume starts it from step 0, and a new run
 in its folder replaces it; a folder holding a checkpoint or weights is never
 overwritten. One trainer at a time writes a folder (run.lock holds its pid).
+With --nproc N (or under torchrun), every process stops at the same step and
+rank 0 alone writes the checkpoint and prints the closing line.
 
 --resume refuses another config, --seed or --amp than the run's, except what
 --allow-change names; the run's config is the one its checkpoint holds, and a
@@ -79,6 +82,15 @@ def _cast(key: str, raw: str, kind: str):
 def _run(args: argparse.Namespace) -> int:
     from ..train import Options, Trainer
 
+    if args.nproc < 1:
+        print(f"error: --nproc {args.nproc}: must be at least 1 (processes)",
+              file=sys.stderr)
+        return USAGE
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # the launcher
+        from .launch import launch
+
+        return launch(args.nproc, args.argv)
+    rank = int(os.environ.get("RANK", "0"))
     started = False
     try:
         cfg = preset(args.preset, **parse_overrides(args.set))
@@ -96,8 +108,9 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print("error: interrupted; the last checkpoint written is kept: continue "
-              "with --resume", file=sys.stderr)
+        if rank == 0:
+            print("error: interrupted; the last checkpoint written is kept: "
+                  "continue with --resume", file=sys.stderr)
         return 130
     except Exception as err:
         if args.debug:
@@ -107,8 +120,12 @@ def _run(args: argparse.Namespace) -> int:
             from .data import mnist_hint
 
             message += mnist_hint(err)  # names --data-dir where MNIST is missing
-        print(f"error: {message}", file=sys.stderr)
+            if rank > 0:  # every process checks the same: rank 0 says it
+                return status
+        print(f"error: {f'rank {rank}: ' if rank else ''}{message}", file=sys.stderr)
         return status
+    if rank > 0:  # rank 0 validates, writes and says how it ended
+        return code
     state = "finished" if code == 0 else "stopped (resume with --resume)"
     best = (f"best validation PSNR {trainer.best_psnr:.2f} dB"
             if math.isfinite(trainer.best_psnr) else "no validation yet")
@@ -197,6 +214,12 @@ def register(subparsers) -> None:
                    help="stop after this step (resumable), e.g. to train in slices")
     p.add_argument("--time-limit", type=float, metavar="SECONDS",
                    help="stop after this much training time (resumable)")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train with N processes on this machine, one per GPU (or "
+                        "CPU processes sharing the cores), through PyTorch's "
+                        "launcher as `torchrun --standalone --nproc_per_node N` "
+                        "would; batch_size is split between them. Default: 1. For "
+                        "several machines, use torchrun itself")
     p.add_argument("--debug", action="store_true",
                    help="show the traceback of any error (for bug reports)")
     p.set_defaults(func=_run)
