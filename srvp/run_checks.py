@@ -10,9 +10,22 @@ change (``--allow-change``), each recorded as ``{"field", "old", "new"}``.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Collection, Dict, Iterator, List, Optional, Tuple
+from typing import (
+    Any,
+    Callable,
+    Collection,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Tuple,
+)
+
+import torch
 
 from . import run_folder as rf
 from .config import Config
@@ -218,3 +231,30 @@ def record_launch(out: Path, launch: Optional[dict], options: Dict[str, Any],
         return
     rf.write_run_info(out, {**info, **(launch or {}), "options": options,
                             "used": used, "history": history})
+
+
+def non_finite(named: Iterable[Tuple[str, torch.Tensor]], device) -> List[str]:
+    """The names of the floating-point tensors in ``named`` that hold a NaN or an
+    infinity, found with one synchronisation of ``device``."""
+    named = [(k, v) for k, v in named if v.is_floating_point()]
+    if not named:
+        return []
+    finite = torch.stack([torch.isfinite(v).all().to(device) for _, v in named])
+    if bool(finite.all()):
+        return []
+    return [named[i][0] for i in (~finite).nonzero().flatten().tolist()]
+
+
+def divergence_advice(out: Path, saved_step: Optional[int], lr: float,
+                      amp: str) -> str:
+    """What to do after a divergence: which checkpoint is kept, and the resume
+    command with a ten times lower learning rate (and without mixed precision)."""
+    kept = (f"The last good checkpoint ({Path(out) / rf.CHECKPOINT}, step "
+            f"{saved_step}) is kept" if saved_step is not None
+            else "No checkpoint was written")
+    lr = lr / 10 if math.isfinite(lr) else 1e-4
+    off = (", or without mixed precision: --amp off --allow-change amp"
+           if amp != "off" else "")
+    return (f"{kept}. Resume with a lower learning rate: "
+            f"--resume --set lr={lr:.2g} --allow-change lr (in Python: "
+            f"cfg.replace(lr={lr:.2g}), resume=True, allow_changes=['lr']){off}")

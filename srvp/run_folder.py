@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import pickle
+import random
 import shutil
 import warnings
 import zipfile
@@ -118,6 +119,26 @@ def read_state_dict(path: PathLike,
 
 
 # --------------------------------------------------------------- checkpoints
+def capture_rng() -> Dict[str, Any]:
+    """The global random states a checkpoint keeps (``state["rng"]``): Python's,
+    NumPy's, torch's and every CUDA device's."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
+            else []}
+
+
+def restore_rng(rng: Dict[str, Any]) -> None:
+    """Set the global random states from a checkpoint's ``rng`` (as
+    :func:`read_checkpoint` returns it); the CUDA ones only where the machine
+    has as many devices as the one that saved them."""
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"].cpu())
+    if rng["cuda"] and len(rng["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([t.cpu() for t in rng["cuda"]])
+
+
 def write_checkpoint(folder: PathLike, state: Dict[str, Any]) -> None:
     """Write ``checkpoint.pt``, atomically: the trainer's ``state``, its RNG
     states (``state["rng"]``: ``random.getstate()``, ``np.random.get_state()``,

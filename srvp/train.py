@@ -245,10 +245,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(), "step": self.step,
             "best_psnr": self.best_psnr, "elapsed": self.elapsed,
             "config": self.cfg.to_dict(), "options": asdict(self.opts),
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                    "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all()
-                    if torch.cuda.is_available() else []},
+            "rng": rf.capture_rng(),
         }
 
     def save_checkpoint(self, state: Optional[dict] = None) -> None:
@@ -280,41 +277,25 @@ class Trainer:
                 "another run; train into a new --out") from None
         self.step, self.best_psnr = ckpt["step"], ckpt["best_psnr"]
         self.elapsed, self._saved_step = ckpt.get("elapsed", 0.0), ckpt["step"]
-        rng = ckpt["rng"]
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
-        torch.set_rng_state(rng["torch"].cpu())
-        if rng["cuda"] and len(rng["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all([t.cpu() for t in rng["cuda"]])
+        rf.restore_rng(ckpt["rng"])
 
     def _check_finite(self) -> None:
         """Raise :class:`TrainingDiverged` unless every weight, buffer and
-        optimiser state is finite (one device synchronisation)."""
-        named = [(k, v) for k, v in self.model.state_dict().items()]
+        optimiser state is finite."""
+        named = list(self.model.state_dict().items())
         named += [(f"optimizer {k} of parameter {i}", v)
                   for i, st in enumerate(self.optimizer.state.values())
                   for k, v in st.items() if torch.is_tensor(v)]
-        named = [(k, v) for k, v in named if v.is_floating_point()]
-        finite = torch.stack([torch.isfinite(v).all().to(self.device)  # Adam's
-                              for _, v in named])  # step counts stay on the CPU
-        if bool(finite.all()):
-            return
-        bad = [named[i][0] for i in (~finite).nonzero().flatten().tolist()]
-        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-        raise TrainingDiverged(f"non-finite values at step {self.step} in "
-                               f"{', '.join(bad[:3])}{more}; nothing was saved. "
-                               + self._advice())
+        bad = rc.non_finite(named, self.device)
+        if bad:
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            raise TrainingDiverged(f"non-finite values at step {self.step} in "
+                                   f"{', '.join(bad[:3])}{more}; nothing was saved. "
+                                   + self._advice())
 
     def _advice(self) -> str:
-        kept = (f"The last good checkpoint ({self.out / rf.CHECKPOINT}, step "
-                f"{self._saved_step}) is kept" if self._saved_step is not None
-                else "No checkpoint was written")
-        lr = self.cfg.lr / 10 if math.isfinite(self.cfg.lr) else 1e-4
-        amp = (", or without mixed precision: --amp off --allow-change amp"
-               if self.opts.amp != "off" else "")
-        return (f"{kept}. Resume with a lower learning rate: "
-                f"--resume --set lr={lr:.2g} --allow-change lr (in Python: "
-                f"cfg.replace(lr={lr:.2g}), resume=True, allow_changes=['lr']){amp}")
+        return rc.divergence_advice(self.out, self._saved_step, self.cfg.lr,
+                                    self.opts.amp)
 
     # ----------------------------------------------------------- logging
     def log(self, record: dict) -> None:
