@@ -23,7 +23,10 @@ of the official deterministic test set (the paper's protocol for that set).
 
 The 5 + 20 test (and the deterministic one) writes the run's own results.json,
 shipped with it; the long evaluations stay in WORK. A stopped script resumes at
-the next missing file. Then it writes book/runs/ablation/table.json (summaries with 95 %
+the next missing file. A run whose per-video scores an earlier call left in
+--out/per_video.npz, with the same numbers of videos, is not evaluated again
+(adding a run costs its own evaluations only); --fresh evaluates every run.
+Then it writes book/runs/ablation/table.json (summaries with 95 %
 intervals, paired video-by-video differences with the full model, per-frame
 mean curves) and per_video.npz beside it (the per-video scores every number of
 table.json is computed from).
@@ -36,6 +39,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -112,6 +116,23 @@ def _run_scores(name: str, work: Path, args) -> dict:
                _scores(long, args.long_videos, 100).items()}}
 
 
+def _previous(out: Path, protocol: dict) -> Tuple[Dict[str, dict], Optional[dict]]:
+    """The per-video scores by run, and the blank frame's long scores, that an
+    earlier call wrote in ``out`` with the same ``protocol`` (else nothing)."""
+    npz, tab = out / "per_video.npz", out / "table.json"
+    if not (npz.is_file() and tab.is_file()):
+        return {}, None
+    info = json.loads(tab.read_text())
+    if {k: info["protocol"].get(k) for k in protocol} != protocol:
+        return {}, None
+    runs: Dict[str, dict] = {}
+    with np.load(npz) as z:
+        for key in z.files:
+            run, name = key.split("/", 1)
+            runs.setdefault(run, {})[name] = z[key]
+    return runs, info.get("long_blank")
+
+
 def _curve(frames: np.ndarray) -> dict:
     """Per-frame mean and 95 % half-width over videos of (N, T) scores."""
     frames = np.where(np.isfinite(frames), frames, np.nan)  # a perfect frame
@@ -155,26 +176,32 @@ def main() -> None:
     for flag, default, what in FOLDERS:
         p.add_argument(flag, type=Path, default=ROOT / "book" / "runs" / default,
                        help=f"{what} (default: book/runs/{default})")
+    p.add_argument("--fresh", action="store_true",
+                   help="evaluate every run, even one whose scores --out holds")
     args = p.parse_args()
     if args.data_dir is None:
         p.error("pass --data-dir MNIST_DIR or set $SRVP_MNIST_DIR")
     args.work.mkdir(parents=True, exist_ok=True)
+    protocol = {"n_videos": args.n_videos, "long_videos": args.long_videos,
+                "long_frames": LONG_FRAMES, "det_videos": args.det_videos,
+                "n_samples": 100, "seed": 1}
+    previous, blank = ({}, None) if args.fresh else _previous(args.out, protocol)
     scores = {}
     for name in (*VARIANTS, DETERMINISTIC):
         if not (args.runs / name / "model.pt").is_file():
             print(f"{name}: no run folder {args.runs / name}, left out", flush=True)
-            continue
-        scores[name] = _run_scores(name, args.work, args)
+        elif name in previous:
+            print(f"{name}: scores of {args.out / 'per_video.npz'} kept", flush=True)
+            scores[name] = previous[name]
+        else:
+            scores[name] = _run_scores(name, args.work, args)
     if FULL not in scores:
         raise SystemExit(f"the full model's run {args.runs / FULL} is missing")
-    info = {"protocol": {"n_videos": args.n_videos, "long_videos": args.long_videos,
-                         "long_frames": LONG_FRAMES, "det_videos": args.det_videos,
-                         "n_samples": 100, "seed": 1,
-                         "made_by": "python scripts/ablation.py"},
-            "rows": table(scores),
-            # a blank frame on the long test's videos (the same for every run)
-            "long_blank": json.loads((args.work / f"{FULL}_long.json").read_text())
-            ["reference"]["blank"]}
+    long_full = args.work / f"{FULL}_long.json"
+    if long_full.exists() or blank is None:  # the blank frame on the long videos
+        blank = json.loads(long_full.read_text())["reference"]["blank"]
+    info = {"protocol": {**protocol, "made_by": "python scripts/ablation.py"},
+            "rows": table(scores), "long_blank": blank}
     atomic_write_text(args.out / "table.json", json.dumps(info, indent=1) + "\n")
     with atomic_file(args.out / "per_video.npz") as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **{f"{run}/{k}": v for run, s in scores.items()

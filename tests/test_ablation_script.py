@@ -63,6 +63,22 @@ def test_the_table_pairs_variants_with_the_full_model(runs, tiny_mnist_dir, tmp_
     assert again.returncode == 0 and "srvp evaluate" not in again.stdout
     assert (tmp_path / "out2" / "table.json").read_text() == \
         (tmp_path / "out" / "table.json").read_text()
+    # without the work folder, the scores that --out keeps are used: nothing is
+    # evaluated, the table is the same; other numbers of videos evaluate anew
+    kept = _script(runs, tiny_mnist_dir, tmp_path / "work3", tmp_path / "out")
+    assert kept.returncode == 0, kept.stderr[-2000:]
+    assert "srvp evaluate" not in kept.stdout and "cpu_direct: scores of" in kept.stdout
+    assert (tmp_path / "out" / "table.json").read_text() == \
+        (tmp_path / "out2" / "table.json").read_text()
+    other = tmp_path / "other"
+    (other / "out").mkdir(parents=True)
+    for name in ("table.json", "per_video.npz"):
+        text = (tmp_path / "out" / name).read_bytes()
+        (other / "out" / name).write_bytes(
+            text.replace(b'"det_videos": 4', b'"det_videos": 5')
+            if name == "table.json" else text)
+    fresh = _script(runs, tiny_mnist_dir, other / "work", other / "out")
+    assert fresh.returncode == 0 and "cpu_direct: scores of" not in fresh.stdout
 
 
 def test_export_ships_half_weights_and_a_command_without_local_paths(runs, tmp_path,

@@ -125,7 +125,7 @@ def crc32c(data, crc: int = 0) -> int:
     """CRC-32C (Castagnoli) of ``data``, continuing from ``crc`` like ``zlib.crc32``.
 
     ``crc32c(b, crc32c(a)) == crc32c(a + b)``. Long inputs are processed in
-    parallel chunks with NumPy (about 8 ms per MB).
+    parallel chunks with NumPy.
 
     Parameters
     ----------
