@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from srvp import preset
+from srvp.bench import step_gflop
 from srvp.cli.train import parse_overrides
 from srvp.precision import AMP_MODES
 from srvp.run_folder import read_log
@@ -59,26 +60,6 @@ def peak_tflops(device_name: str, amp: str) -> float | None:
         if pattern in device_name:
             return peaks["tf32" if amp == "off" else "half"]
     return None
-
-
-def step_gflop(cfg, batch: int) -> float:
-    """GFLOP of one training step (forward, loss, backward) of ``cfg`` at batch
-    ``batch``, counted on the meta device (shapes only, nothing computed). A model
-    whose step reads a value (SVG-LP) is counted on the CPU at batch 2 instead
-    (BatchNorm needs two), times ``batch / 2``."""
-    from srvp.bench import gflop
-    from srvp.model_registry import build_model, compute_loss
-
-    def count(n: int) -> float:
-        model = build_model(cfg)
-        x = torch.rand(cfg.seq_len, n, cfg.nc, cfg.nx, cfg.nx)
-        return gflop(lambda: compute_loss(model(x), x, cfg).loss.backward())
-
-    try:
-        with torch.device("meta"):
-            return count(batch)
-    except (RuntimeError, NotImplementedError):  # e.g. .item() of a meta tensor
-        return batch / 2 * count(2)
 
 
 def throughput(name: str, data_dir, device: str, amp: str, compile_: bool,

@@ -7,8 +7,9 @@ Usage:
 RUN and PARENT are folders of book/runs (PARENT empty for a root, which then
 needs --preset). Every number comes from the run's log.jsonl, run.json and
 results.json, and, for the paired differences, from the parent's and svg_cpu's
-results.json on the videos both evaluated (the columns are described in
-book/runs/README.md). A run that already has a row is refused.
+results.json on the videos both evaluated, when both score the same test (a
+deterministic run is scored with its own protocol: no paired columns; the
+columns are described in book/runs/README.md). A run that already has a row is refused.
 """
 from __future__ import annotations
 
@@ -39,6 +40,11 @@ def _paired(run: Path, other: Path, metric: str):
     return f"{s['mean']:.{digits}f}", f"{s['ci95']:.{digits}f}"
 
 
+def _test_of(cfg: Config) -> tuple:
+    """What a run's results.json scores: runs are paired on the same test only."""
+    return cfg.dataset, cfg.deterministic
+
+
 def row(run: Path, parent: str, preset: str, changes: str, machine: str) -> dict:
     cfg = Config.load(run / "config.json")
     log = read_log(run)
@@ -59,7 +65,7 @@ def row(run: Path, parent: str, preset: str, changes: str, machine: str) -> dict
            "psnr": f"{m['psnr']['mean']:.3f}", "psnr_ci95": f"{m['psnr']['ci95']:.3f}",
            "ssim": f"{m['ssim']['mean']:.4f}", "ssim_ci95": f"{m['ssim']['ci95']:.4f}",
            "psnr_first": f"{frames[0]:.2f}", "psnr_last": f"{frames[-1]:.2f}"}
-    if parent:
+    if parent and _test_of(Config.load(RUNS / parent / "config.json")) == _test_of(cfg):
         out["dpsnr"], out["dpsnr_ci95"] = _paired(run, RUNS / parent, "psnr")
         out["dssim"], out["dssim_ci95"] = _paired(run, RUNS / parent, "ssim")
     if not cfg.deterministic and (RUNS / "svg_cpu" / "results.json").exists():

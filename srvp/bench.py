@@ -40,6 +40,25 @@ def gflop(fn: Callable[[], object]) -> float:
     return counter.get_total_flops() / 1e9
 
 
+def step_gflop(cfg, batch: int) -> float:
+    """GFLOP of one training step (forward, loss, backward) of ``cfg`` at batch
+    ``batch``, counted on the meta device (shapes only, nothing computed). A model
+    whose step reads a value (SVG-LP) is counted on the CPU at batch 2 instead
+    (BatchNorm needs two), times ``batch / 2``."""
+    from .model_registry import build_model, compute_loss
+
+    def count(n: int) -> float:
+        model = build_model(cfg)
+        x = torch.rand(cfg.seq_len, n, cfg.nc, cfg.nx, cfg.nx)
+        return gflop(lambda: compute_loss(model(x), x, cfg).loss.backward())
+
+    try:
+        with torch.device("meta"):
+            return count(batch)
+    except (RuntimeError, NotImplementedError):  # e.g. .item() of a meta tensor
+        return batch / 2 * count(2)
+
+
 def costs(model, cfg, clip: torch.Tensor, x_cond: torch.Tensor, nt_pred: int,
           n_samples: int, reps: int) -> tuple[float, float, float, float]:
     """What a model costs: (training step s, step GFLOP, ms per generated frame,

@@ -277,6 +277,38 @@ def read_published(book: Path) -> dict:
         return {(r["dataset"], r["method"], r["metric"]): r for r in csv.DictReader(f)}
 
 
+#: The table of the book's CPU runs, relative to ``book/`` (``runs/README.md``
+#: explains its columns).
+HISTORY = "runs/history.csv"
+
+
+def read_history(book: Path) -> dict:
+    """The rows of ``runs/history.csv`` by run name, in the file's order (a
+    chapter opened on its own fetches the file from the repository)."""
+    import csv
+
+    path = Path(book) / HISTORY
+    if not path.exists():
+        from .download import fetch
+
+        fetch(RAW_URL + HISTORY, path, max_bytes=1 << 20, progress=False)
+    with open(path, newline="", encoding="utf-8") as f:
+        return {r["run"]: r for r in csv.DictReader(f)}
+
+
+def history_config(history: dict, run: str):
+    """The :class:`srvp.Config` of a run of :func:`read_history`: its root's
+    preset, then every ``--set`` of the chain of parents down to ``run``."""
+    from .cli.train import parse_overrides
+    from .config import preset
+
+    chain = [history[run]]
+    while chain[0]["parent"]:
+        chain.insert(0, history[chain[0]["parent"]])
+    sets = [t for row in chain for t in row["changes"].split() if "=" in t]
+    return preset(chain[0]["preset"], **parse_overrides(sets))
+
+
 def published_cell(rows: dict, dataset: str, method: str, metric: str) -> str:
     """One published number as ``"value ± ci"``, its status said when it is not
     "confirmed", or ``"(not found)"`` when no source gives it."""

@@ -1,4 +1,5 @@
-"""benchmarks/bench_train.py's accounting: FLOPs per step and the GPU peaks."""
+"""FLOPs per training step (``srvp.bench.step_gflop``) and the GPU peaks of
+benchmarks/bench_train.py."""
 import importlib.util
 from pathlib import Path
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from srvp import preset
-from srvp.bench import gflop
+from srvp.bench import gflop, step_gflop
 from srvp.model_registry import build_model, compute_loss
 
 PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
@@ -23,17 +24,17 @@ def test_step_flops_on_the_meta_device_equal_a_real_step():
     x = torch.rand(cfg.seq_len, 3, cfg.nc, cfg.nx, cfg.nx)
     real = gflop(lambda: compute_loss(model(x), x, cfg).loss.backward())
     assert real > 0
-    assert bench_train.step_gflop(cfg, 3) == pytest.approx(real, rel=1e-3)
+    assert step_gflop(cfg, 3) == pytest.approx(real, rel=1e-3)
 
 
 def test_a_model_that_reads_values_is_counted_on_the_cpu():
     cfg = preset("svg", seq_len=6, nf=8)
-    assert bench_train.step_gflop(cfg, 2) > 0
+    assert step_gflop(cfg, 2) > 0
 
 
 def test_flops_grow_with_the_batch():
     cfg = preset("smoke")
-    one, four = bench_train.step_gflop(cfg, 1), bench_train.step_gflop(cfg, 4)
+    one, four = step_gflop(cfg, 1), step_gflop(cfg, 4)
     assert four == pytest.approx(4 * one, rel=0.05)
 
 

@@ -82,3 +82,34 @@ def test_published_numbers_come_with_their_status():
         "14.50 ± 0.04 (single source)"
     assert published_cell(rows, "kth", "SV2P", "ssim").endswith("(disputed)")
     assert published_cell(rows, "smmnist", "SRVP", "lpips") == "(not found)"
+
+
+def test_history_configs_are_the_shipped_runs_configs():
+    """history_config rebuilds a run's config from its chain of --set changes:
+    for every shipped run it is the config.json the run was trained with."""
+    from srvp import Config
+    from srvp.book import history_config, read_history
+
+    history = read_history(REPO / "book")
+    shipped = [name for name in history
+               if (REPO / "book" / "runs" / name / "config.json").exists()]
+    assert "cpu" in shipped and "cpu_direct" in shipped
+    for name in shipped:
+        expected = Config.load(REPO / "book" / "runs" / name / "config.json")
+        assert history_config(history, name) == expected, name
+    assert history_config(history, "cpu_direct").dynamics == "direct"
+
+
+def test_read_history_fetches_the_table_a_lone_chapter_lacks(tmp_path, monkeypatch,
+                                                             serve):
+    upstream = tmp_path / "upstream"
+    (upstream / "runs").mkdir(parents=True)
+    (upstream / "runs" / "history.csv").write_text(
+        "run,parent,preset,changes\nroot,,cpu,--set nf=8\nchild,root,,--set nz=3\n")
+    server = serve(upstream)
+    monkeypatch.setattr(book, "RAW_URL", server.url)
+    history = book.read_history(tmp_path / "book")
+    assert list(history) == ["root", "child"]
+    assert server.requests == ["/runs/history.csv"]
+    cfg = book.history_config(history, "child")
+    assert (cfg.nf, cfg.nz) == (8, 3)
