@@ -443,13 +443,18 @@ class Trainer:
 
     def _should_stop(self) -> bool:
         o = self.opts
+        if o.max_steps is not None and self.step >= o.max_steps:
+            return True  # the same step on every rank
         stop = (self._stop_signal is not None
-                or (o.max_steps is not None and self.step >= o.max_steps)
                 or (o.time_limit is not None and self.elapsed >= o.time_limit))
-        if self.world > 1:  # a signal or the clock may reach the ranks a step
-            flag = torch.tensor([float(stop)], device=self.device)  # apart
+        if self.world > 1:  # a signal or the clock may reach the ranks a step apart:
+            # they agree, so that all stop after the same step; on GPUs only every
+            # log_interval steps, since reading the flag waits for the GPU
+            if self.device.type == "cuda" and self.step % o.log_interval:
+                return False
+            flag = torch.tensor([float(stop)], device=self.device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            stop = bool(flag.item())  # all stop after the same step
+            stop = bool(flag.item())
         return stop
 
 

@@ -72,3 +72,31 @@ def test_ctrl_c_stops_every_process_at_one_step_with_one_line(tmp_path,
         f"stopped (resume with --resume) at step {step + 3:,}/100,000; no "
         f"validation yet; run folder {out}"]
     assert "Traceback" not in res.stderr
+
+
+def test_ranks_agree_on_stopping_every_step_on_cpus_every_log_interval_on_gpus(
+        monkeypatch):
+    """The stop flag is all-reduced after every step on CPUs; on GPUs, where
+    reading it waits for the device, only every log_interval steps. --max-steps
+    needs no agreement (every rank reaches the same step)."""
+    import types
+
+    import torch
+
+    from srvp.train import Options, Trainer
+
+    calls = []
+
+    def all_reduce(flag, op=None):  # another rank was signalled
+        calls.append(flag.item())
+        flag.fill_(1.0)
+
+    monkeypatch.setattr(torch.distributed, "all_reduce", all_reduce)
+    rank = types.SimpleNamespace(opts=Options(log_interval=10), world=2, step=3,
+                                 device=torch.device("cpu"), elapsed=0.0,
+                                 _stop_signal=None)
+    assert Trainer._should_stop(rank) is True and calls == [0.0]
+    rank.device = torch.device("cuda")  # step 3: no read of the flag, no sync
+    assert Trainer._should_stop(rank) is False and calls == [0.0]
+    rank.opts, rank.step = Options(log_interval=10, max_steps=3), 3
+    assert Trainer._should_stop(rank) is True and calls == [0.0]
