@@ -41,7 +41,7 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, Optional, Tuple
 
 from tqdm.auto import tqdm
@@ -312,6 +312,20 @@ def _verify(path: Path, name: str, digest, check) -> None:
     except (ValueError, OSError, EOFError, zlib.error, tarfile.TarError,
             zipfile.BadZipFile) as err:
         raise _Refused(_cause(err)) from None
+
+
+#: Python's extraction filter that refuses unsafe tar members (3.11.4 and later);
+#: older versions rely on :func:`check_member` alone.
+TAR_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+
+
+def check_member(name: str, archive: str) -> None:
+    """Refuse (``ValueError``) an archive member whose path would land outside
+    the folder it is extracted into: absolute, with a drive, or with ``..``."""
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or ":" in name:
+        raise ValueError(f"{archive}: member {name!r} would be written outside "
+                         "the target folder; refused")
 
 
 def _is_html(head: bytes) -> bool:

@@ -198,25 +198,17 @@ def _extract(archive: Path, dest: Path) -> None:
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:
             for name in z.namelist():
-                _safe(name, archive)
+                download.check_member(name, archive.name)
             z.extractall(dest)
         return
     with tarfile.open(archive) as tar:
         members = tar.getmembers()
         for m in members:
-            _safe(m.name, archive)
+            download.check_member(m.name, archive.name)
             if not (m.isfile() or m.isdir()):
                 raise ValueError(f"{archive.name}: member {m.name!r} is a link or "
                                  "a special file; refused")
-        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        tar.extractall(dest, members=members, **safe)
-
-
-def _safe(name: str, archive: Path) -> None:
-    path = PurePosixPath(name.replace("\\", "/"))
-    if path.is_absolute() or ".." in path.parts or ":" in name:
-        raise ValueError(f"{archive.name}: member {name!r} would be written "
-                         "outside the target folder; refused")
+        tar.extractall(dest, members=members, **download.TAR_FILTER)
 
 
 def _find_experiment(root: Path, release_path: str) -> Path:

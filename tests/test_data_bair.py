@@ -191,6 +191,19 @@ def test_extract_good_and_truncated_archives(tmp_path):
     assert bair.download_bair(tmp_path, url=dead_url(), progress=False) == folder
 
 
+@pytest.mark.parametrize("name", ["softmotion30_44k/../../evil.tfrecords",
+                                  "/softmotion30_44k/evil.tfrecords"])
+def test_a_member_outside_the_folder_is_refused(tmp_path, name):
+    """A tar member whose path leaves the target folder stops the extraction,
+    with nothing written (the check shared with the released models' archives)."""
+    tar = tmp_path / bair.ARCHIVE
+    _tar(tar, {"softmotion30_44k/train/a.tfrecords": b"x" * 100, name: b"evil"})
+    with pytest.raises(ArchiveError, match="would be written outside"):
+        bair.extract_bair(tar, tmp_path / "out")
+    assert not (tmp_path / "out" / "softmotion30_44k").exists()
+    assert not list(tmp_path.rglob("evil.tfrecords"))
+
+
 def test_download_fails_fast_and_clearly_offline(tmp_path):
     start = time.perf_counter()
     with pytest.raises(DownloadError, match="cannot download"):

@@ -64,8 +64,6 @@ MAX_BYTES, DEADLINE = 48 << 30, 24 * 3600.0
 N_FRAMES = 30
 FRAME_SHAPE = (64, 64, 3)
 CAMERA = "image_aux1"
-# Python's safe extraction filter, where this version has it (3.11.4+).
-_TAR_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 
 
 # ------------------------------------------------------------------ download
@@ -73,9 +71,11 @@ def _safe_members(archive: tarfile.TarFile, tar_path: Path) -> list[tarfile.TarI
     """Regular files under ``softmotion30_44k/``; refuse unsafe paths."""
     members = []
     for member in archive.getmembers():
+        try:
+            download.check_member(member.name, str(tar_path))
+        except ValueError as err:
+            raise ArchiveError(str(err)) from None
         parts = Path(member.name).parts
-        if member.name.startswith("/") or ".." in parts:
-            raise ArchiveError(f"{tar_path}: unsafe member path {member.name!r}")
         if len(parts) > 1 and parts[0] == "softmotion30_44k" and member.isfile():
             members.append(member)
     if not members:
@@ -93,7 +93,7 @@ def extract_bair(tar_path: str | os.PathLike, out_dir: str | os.PathLike,
                 members = _safe_members(archive, tar_path)
                 for member in members:
                     member.name = str(Path(*Path(member.name).parts[1:]))
-                    archive.extract(member, tmp, set_attrs=False, **_TAR_FILTER)
+                    archive.extract(member, tmp, set_attrs=False, **download.TAR_FILTER)
         except (tarfile.TarError, EOFError, OSError) as err:
             raise ArchiveError(f"{tar_path}: truncated or corrupt tar ({err}); "
                                "download it again") from err
