@@ -232,6 +232,23 @@ def test_every_exercise_has_a_hidden_solution(md):
                                      "solutions (one dropdown admonition expected)")
 
 
+@pytest.mark.parametrize("md", CHAPTERS, ids=IDS)
+def test_solutions_report_runs_that_were_made(md):
+    """A solution that runs something says what the run gave: none leaves the
+    reader with a run that was never made, and one that says what "should"
+    happen also gives a number or an equation."""
+    exercises = md.read_text(encoding="utf-8").split("\n## Exercises\n")[1]
+    items = re.split(r"^\d+\. ", exercises, flags=re.MULTILINE)[1:]
+    for n, item in enumerate(items, 1):
+        solution = item.split(":::{admonition} Solution", 1)[1]
+        prose = re.sub(r"```.*?```", "", solution, flags=re.S)  # the text, not code
+        unmade = re.search(r"(was|were) not (made|run|evaluated)[^.]*(solution|book)",
+                           prose)
+        assert not unmade, f"{md.name}, exercise {n}: {unmade.group(0)!r}"
+        assert "should" not in prose or re.search(r"\d|\$", prose), (
+            f"{md.name}, exercise {n}: says what should happen, and gives no number")
+
+
 MAX_PRINTED = 90  # characters: wider lines scroll sideways in the page's output box
 
 
