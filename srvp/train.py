@@ -235,6 +235,12 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             net = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
         if self.opts.compile:
+            # Inductor draws its own random numbers unless told to fall back to
+            # PyTorch's: with the fallback, a compiled run samples the noise of an
+            # eager one (the same curve, and the RNG states a checkpoint keeps)
+            import torch._inductor.config as inductor_config
+
+            inductor_config.fallback_random = True
             net = torch.compile(net)
         return net
 

@@ -375,3 +375,22 @@ def test_a_run_stopped_before_any_validation_says_so(tmp_path, tiny_mnist_dir, c
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("stopped (resume with --resume) at step 2/")
     assert "no validation yet" in last and "inf" not in last
+
+
+def test_a_compiled_run_follows_the_eager_run(tmp_path, tiny_mnist_dir):
+    """--compile changes how the model runs, not what it computes: the compiled
+    model draws PyTorch's noise (Inductor's fallback_random), so its losses and
+    weights are the eager run's up to float rounding."""
+    cfg = _cfg()
+    runs = {}
+    for name, compiled in (("eager", False), ("compiled", True)):
+        train(cfg, tmp_path / name, tiny_mnist_dir, device="cpu", progress=False,
+              log_interval=1, compile=compiled)
+        runs[name] = read_log(tmp_path / name)
+    eager, compiled = ([r["loss"] for r in runs[k]["train"]] for k in runs)
+    assert len(eager) == cfg.n_iter
+    assert compiled == pytest.approx(eager, rel=1e-5)
+    a, b = _params(tmp_path / "eager"), _params(tmp_path / "compiled")
+    for k in a:
+        if a[k].is_floating_point():
+            torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=k)
