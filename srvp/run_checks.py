@@ -239,7 +239,8 @@ def non_finite(named: Iterable[Tuple[str, torch.Tensor]], device) -> List[str]:
     named = [(k, v) for k, v in named if v.is_floating_point()]
     if not named:
         return []
-    finite = torch.stack([torch.isfinite(v).all().to(device) for _, v in named])
+    finite = torch.stack([torch.isfinite(v).all().to(device)  # Adam's step
+                          for _, v in named])  # counts stay on the CPU
     if bool(finite.all()):
         return []
     return [named[i][0] for i in (~finite).nonzero().flatten().tolist()]
